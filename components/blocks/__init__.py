@@ -1,0 +1,1 @@
+"""One module per component; see components/registry.py."""

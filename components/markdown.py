@@ -1,0 +1,105 @@
+"""Markdown for `text` blocks: to sanitised HTML for the email, to plain text for the text part."""
+from __future__ import annotations
+
+import textwrap
+from functools import lru_cache
+
+import nh3
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+from .fields import SAFE_SCHEMES
+
+# What an email client renders reliably; everything else is stripped by nh3,
+# which also drops <script>, event handlers and javascript: URLs.
+ALLOWED_TAGS = {
+    "p", "a", "strong", "em", "b", "i", "u", "ul", "ol", "li", "br", "h3", "h4",
+    "blockquote", "code", "pre", "span", "sub", "sup", "hr", "small",
+}
+ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}}
+WIDTH = 76
+
+
+@lru_cache(maxsize=1)
+def _parser() -> MarkdownIt:
+    # commonmark keeps the syntax authors expect; html=True lets the odd
+    # inline tag through to nh3 rather than showing it as text.
+    return MarkdownIt("commonmark", {"html": True, "typographer": False})
+
+
+def to_html(source: str) -> str:
+    """Markdown to HTML that is safe to put in an email."""
+    raw = _parser().render(source)
+    return nh3.clean(
+        raw,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes=set(SAFE_SCHEMES),
+        link_rel=None,
+    ).strip()
+
+
+def to_text(source: str) -> str:
+    """Markdown to readable plain text: paragraphs wrapped, lists kept, links written out."""
+    out: list[str] = []
+    bullets: list[list[int]] = []  # per open list: [next number] or [] for bullets
+    for token in _parser().parse(source):
+        if token.type in ("bullet_list_open", "ordered_list_open"):
+            start = int(token.attrGet("start") or 1) if token.type == "ordered_list_open" else 0
+            bullets.append([start] if token.type == "ordered_list_open" else [])
+        elif token.type in ("bullet_list_close", "ordered_list_close"):
+            bullets.pop()
+            out.append("")
+        elif token.type == "inline" and token.children is not None:
+            out.append(_paragraph(_inline(token.children), bullets))
+        elif token.type in ("fence", "code_block"):
+            out.append(token.content.rstrip("\n"))
+        elif token.type == "html_block":
+            out.append(_strip_tags(token.content))
+        elif token.type == "paragraph_close" and not bullets:
+            out.append("")
+        elif token.type == "hr":
+            out.append("-" * 20)
+    return "\n".join(out).strip()
+
+
+def _paragraph(text: str, bullets: list[list[int]]) -> str:
+    if not bullets:
+        return textwrap.fill(text, WIDTH, break_long_words=False, break_on_hyphens=False)
+    depth = "  " * (len(bullets) - 1)
+    counter = bullets[-1]
+    if counter:
+        marker = f"{counter[0]}. "
+        counter[0] += 1
+    else:
+        marker = "* "
+    return textwrap.fill(
+        text, WIDTH, initial_indent=depth + marker, subsequent_indent=depth + " " * len(marker),
+        break_long_words=False, break_on_hyphens=False,
+    )
+
+
+def _inline(children: list[Token]) -> str:
+    parts: list[str] = []
+    href_stack: list[str] = []
+    for child in children:
+        if child.type in ("text", "code_inline"):
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            parts.append(" ")
+        elif child.type == "link_open":
+            href_stack.append(str(child.attrGet("href") or ""))
+        elif child.type == "link_close" and href_stack:
+            href = href_stack.pop()
+            label = parts[-1] if parts else ""
+            if href and href not in (label, "mailto:" + label):
+                parts.append(f" ({href})")
+        elif child.type == "html_inline":
+            parts.append(_strip_tags(child.content))
+        elif child.type == "image":
+            parts.append(child.content)
+    return "".join(parts)
+
+
+def _strip_tags(fragment: str) -> str:
+    return nh3.clean(fragment, tags=set()).strip()

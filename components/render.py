@@ -1,0 +1,194 @@
+"""The build pipeline: validated issue -> Jinja2 -> MJML -> mjml-python -> premailer.
+
+Rendered once per issue. Two outputs come from one render: the email (merge
+fields left as `{{ … }}` for the sender) and the public web version (merge
+fields resolved to their defaults, no unsubscribe link).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+import mjml
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from . import markdown, merge
+from .errors import RenderError
+from .inline import inline_css
+from .model import Block, Issue
+from .theme import Theme, load_theme
+from .validate import load_issue, published_name
+
+# Stand-ins that survive every step (letters only) and are swapped at the end.
+ASSET_PREFIX = "zqassetprefixqz"
+_REGION = re.compile(r"zq(email|web)onlyqz(.*?)zqend\1onlyqz", re.S)
+EMAIL_ONLY = ("zqemailonlyqz", "zqendemailonlyqz")
+WEB_ONLY = ("zqwebonlyqz", "zqendwebonlyqz")
+
+
+@dataclass(frozen=True)
+class Footer:
+    """What the sender adds to every issue; the theme gives defaults, config may override."""
+
+    organisation: str
+    postal_address: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    slug: str
+    subject: str  # merge fields unresolved
+    preheader: str
+    html: str  # the email; merge fields as `{{ … }}`
+    text: str  # the plain-text part; merge fields as `{{ … }}`
+    web_html: str  # the public web version; no personal data
+    assets: dict[str, Path]  # published name (images/x.png) -> source file
+    mjml: str
+    merge_fields: tuple[merge.MergeField, ...] = field(default=())
+
+    @property
+    def web_url_path(self) -> str:
+        return f"/archive/{self.slug}/"
+
+
+@dataclass
+class Context:
+    """What block templates may call, as `r`."""
+
+    issue: Issue
+    theme: Theme
+    base_url: str
+
+    @property
+    def c(self) -> Any:
+        return self.theme.colors
+
+    @property
+    def numbered(self) -> bool:
+        return any(b.name == "contents" for b in self.issue.blocks)
+
+    @property
+    def sections(self) -> list[Block]:
+        return self.issue.sections
+
+    def md(self, text: str) -> Markup:
+        return Markup(markdown.to_html(merge.hide(text)))
+
+    def md_text(self, text: str) -> str:
+        return markdown.to_text(text)
+
+    def asset(self, src: str) -> str:
+        if src in self.issue.assets:
+            return ASSET_PREFIX + published_name(self.issue.source, self.issue.assets[src])
+        return src
+
+    def display_url(self, url: str) -> str:
+        parts = urlsplit(url)
+        return (parts.netloc.removeprefix("www.") + parts.path.rstrip("/")) or url
+
+
+def _hide_merge(value: Any) -> Any:
+    # Jinja calls this on every {{ }} output: merge fields become tokens before
+    # escaping, so nothing downstream can mangle them.
+    return merge.hide(value) if isinstance(value, str) and "{{" in value else value
+
+
+@lru_cache(maxsize=16)
+def _env(theme_name: str, html: bool) -> Environment:
+    loaders: list[Any] = [PackageLoader("components", "templates")]
+    theme_dir = load_theme(theme_name).templates_dir
+    if theme_dir is not None:
+        loaders.insert(0, FileSystemLoader(str(theme_dir)))  # a theme overrides built-ins
+    return Environment(
+        loader=ChoiceLoader(loaders),
+        autoescape=html,
+        undefined=StrictUndefined,
+        finalize=_hide_merge,
+        keep_trailing_newline=True,
+    )
+
+
+def _macro(env: Environment, block: Block, name: str) -> Callable[..., str]:
+    return getattr(env.get_template(f"blocks/{block.name}.mjml.j2").module, name)  # type: ignore[no-any-return]
+
+
+def _body_mjml(blocks: tuple[Block, ...], env: Environment, r: Context) -> str:
+    """Group runs of single-column blocks into one MJML section each (size: design §9)."""
+    out: list[str] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            out.append('<mj-section padding="8px 0"><mj-column>\n' + "\n".join(run) + "\n</mj-column></mj-section>")
+            run.clear()
+
+    def visit(block: Block) -> None:
+        fragment = str(_macro(env, block, "mjml")(block.fields, block, r)).strip()
+        if block.component.layout == "section":
+            flush()
+            out.append(fragment)
+        elif fragment:
+            run.append(fragment)
+        for child in block.children:
+            visit(child)
+
+    for block in blocks:
+        visit(block)
+    flush()
+    return "\n".join(out)
+
+
+def _text(blocks: tuple[Block, ...], env: Environment, r: Context) -> str:
+    parts = []
+    for block in (b for top in blocks for b in top.walk()):
+        part = str(_macro(env, block, "text")(block.fields, block, r)).strip("\n")
+        if part.strip():
+            parts.append(part)
+    return "\n\n".join(parts)
+
+
+def _regions(html: str, keep: str) -> str:
+    return _REGION.sub(lambda m: m.group(2) if m.group(1) == keep else "", html)
+
+
+def render_issue(issue: Issue | Path | str, *, base_url: str = "http://127.0.0.1:8025",
+                 footer: Footer | None = None) -> RenderedIssue:
+    """Render an issue (a validated Issue or the path of an issue file)."""
+    if not isinstance(issue, Issue):
+        issue = load_issue(issue)
+    theme = load_theme(issue.fields.theme)
+    footer = footer or Footer(theme.organisation, theme.postal_address, theme.reason)
+    base_url = base_url.rstrip("/")
+    r = Context(issue, theme, base_url)
+    page = {
+        "r": r, "t": theme, "c": theme.colors, "issue": issue.fields, "footer": footer,
+        "web_url": f"{base_url}/archive/{issue.slug}/", "archive_url": f"{base_url}/archive/",
+        "unsubscribe_url": "{{ unsubscribe_url }}",
+        "email_only": EMAIL_ONLY, "web_only": WEB_ONLY,
+    }
+    html_env, text_env = _env(theme.name, True), _env(theme.name, False)
+    body = Markup(_body_mjml(issue.blocks, html_env, r))
+    source = html_env.get_template("email.mjml.j2").render(body=body, **page)
+    css = html_env.get_template("email.css.j2").render(**page)
+    try:
+        compiled = mjml.mjml2html(source)
+    except Exception as exc:  # MRML raises ValueError with a byte offset; a component bug
+        raise RenderError(f"MJML could not compile the issue: {exc}") from exc
+    inlined = inline_css(compiled, css)
+    email_html = merge.restore(_regions(inlined, "email"), escape=True).replace(ASSET_PREFIX, page["web_url"])
+    web_html = merge.resolve(_regions(inlined, "web"), {}, escape=True).replace(ASSET_PREFIX, "")
+    text = text_env.get_template("email.txt.j2").render(body=_text(issue.blocks, text_env, r), **page)
+    assets = {published_name(issue.source, f): f for f in issue.assets.values()}
+    fields = tuple(dict.fromkeys(
+        f for s in (issue.fields.subject, issue.fields.preheader, text) for f in merge.fields_in(merge.restore(s, escape=False))))
+    return RenderedIssue(
+        slug=issue.slug, subject=issue.fields.subject, preheader=issue.fields.preheader,
+        html=email_html, text=merge.restore(text, escape=False), web_html=web_html,
+        assets=assets, mjml=source, merge_fields=fields,
+    )

@@ -1,0 +1,2 @@
+class MailerError(Exception):
+    """Base of every error raised by mailer/."""

@@ -1,0 +1,62 @@
+"""`newsletter build`: render an issue and write its folder, all or nothing."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from components import Footer, RenderedIssue, load_issue, load_theme, render_issue
+
+from .config import Settings
+
+
+def footer_for(theme_name: str, settings: Settings) -> Footer:
+    """The theme's footer, with whatever the configuration overrides."""
+    theme = load_theme(theme_name)
+    return Footer(
+        organisation=settings.organisation or theme.organisation,
+        postal_address=settings.postal_address or theme.postal_address,
+        reason=settings.reason or theme.reason,
+    )
+
+
+def render(issue_path: Path, settings: Settings) -> RenderedIssue:
+    issue = load_issue(issue_path)
+    return render_issue(issue, base_url=settings.base_url, footer=footer_for(issue.fields.theme, settings))
+
+
+def write_build(rendered: RenderedIssue, out: Path) -> Path:
+    """Write DIR/<slug>/ (email.html, email.txt, index.html, images); replace it atomically.
+
+    Files are written to a temporary folder beside the target and renamed
+    into place, so a failure never leaves a half-written build.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / rendered.slug
+    staging = Path(tempfile.mkdtemp(prefix=f".{rendered.slug}-", dir=out))
+    try:
+        (staging / "email.html").write_text(rendered.html, "utf-8")
+        (staging / "email.txt").write_text(rendered.text, "utf-8")
+        (staging / "index.html").write_text(rendered.web_html, "utf-8")
+        (staging / "subject.txt").write_text(rendered.subject + "\n", "utf-8")
+        for name, source in rendered.assets.items():
+            dest = staging / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, dest)
+        old = None
+        if target.exists():
+            old = out / f".{rendered.slug}-old"
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+        staging.rename(target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def build(issue_path: Path, out: Path, settings: Settings) -> tuple[RenderedIssue, Path]:
+    rendered = render(issue_path, settings)
+    return rendered, write_build(rendered, out)

@@ -1,0 +1,40 @@
+"""`newsletter check`: validation, lint and the inbox-quality gate."""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from components import IssueInvalid, load_issue
+from components.lint import Finding, check_issue, findings_from_invalid
+
+from .build import footer_for
+from .config import Settings
+
+
+def check_file(path: Path, settings: Settings) -> list[Finding]:
+    try:
+        issue = load_issue(path)
+    except IssueInvalid as exc:
+        return findings_from_invalid(exc)
+    from components import render_issue
+    rendered = render_issue(issue, base_url=settings.base_url, footer=footer_for(issue.fields.theme, settings))
+    return check_issue(issue, rendered)
+
+
+def check_files(paths: list[Path], settings: Settings) -> list[Finding]:
+    return [f for path in paths for f in check_file(path, settings)]
+
+
+def report_text(findings: list[Finding], files: int) -> str:
+    """Findings grouped by rule, then a one-line summary."""
+    groups: dict[tuple[str, str], list[Finding]] = defaultdict(list)
+    for f in findings:
+        groups[(f.level, f.rule)].append(f)
+    lines = []
+    for (level, rule), items in sorted(groups.items(), key=lambda g: (g[0][0] != "error", g[0][1])):
+        lines.append(f"{level}s: {rule}")
+        lines += [f"  {f.file}:{f.line}: {f.message}" for f in items]
+    errors = sum(f.level == "error" for f in findings)
+    warnings = len(findings) - errors
+    lines.append(f"{files} issue file(s) checked: {errors} error(s), {warnings} warning(s)")
+    return "\n".join(lines)

@@ -1,0 +1,136 @@
+"""The `newsletter` command line (design §4): thin commands over the library.
+
+Each command parses its options, calls one library function and turns
+domain errors into exit status 1 with one clear message. Heavy imports
+(MJML, premailer, playwright) happen inside the commands that need them, so
+`newsletter --help` and simple commands start fast.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _domain_errors() -> tuple[type[BaseException], ...]:
+    from components import ComponentError
+
+    from .errors import NewsletterError
+    return (ComponentError, NewsletterError)
+
+
+def edge(func: F) -> F:
+    """Map every domain error to a ClickException (exit 1, message, no traceback)."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except _domain_errors() as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from None
+    return wrapper  # type: ignore[return-value]
+
+
+class Obj:
+    """Per-invocation state: the config file, loaded into Settings once on first use."""
+
+    def __init__(self, config: Path | None):
+        self.config = config
+        self._settings: Any = None
+
+    @property
+    def settings(self) -> Any:
+        if self._settings is None:
+            from .config import load_settings
+            self._settings = load_settings(self.config)
+        return self._settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
+              help="Configuration file (default: ./newsletter.toml if present).")
+@click.version_option(package_name="newsletter-pipeline")
+@click.pass_context
+def main(ctx: click.Context, config: Path | None) -> None:
+    """Write, build, check and preview email newsletters."""
+    ctx.obj = Obj(config)
+
+
+def _issue_path(value: str) -> Path:
+    return Path(value)
+
+
+@main.command()
+@click.argument("issue", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("dist"),
+              show_default=True, help="Folder to write <slug>/ into.")
+@click.pass_obj
+@edge
+def build(obj: Obj, issue: Path, out: Path) -> None:
+    """Render ISSUE.yaml into OUT/<slug>/: email.html, email.txt, index.html and images."""
+    from .build import build as build_issue
+    rendered, folder = build_issue(issue, out, obj.settings)
+    size = len(rendered.html.encode("utf-8")) / 1024
+    click.echo(f"Built {issue} -> {folder}/")
+    click.echo(f"  email.html  {size:.1f} KB (Gmail clips past 102 KB)")
+    click.echo(f"  email.txt   plain-text part")
+    click.echo(f"  index.html  web version")
+    if rendered.assets:
+        click.echo(f"  images/     {len(rendered.assets)} file(s)")
+
+
+@main.command()
+@click.argument("issues", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.pass_obj
+@edge
+def check(obj: Obj, issues: tuple[Path, ...], as_json: bool) -> None:
+    """Validate and lint issues; exit 1 on any error."""
+    from .check import check_files, report_text
+    findings = check_files(list(issues), obj.settings)
+    if as_json:
+        click.echo(json.dumps([f.as_dict() for f in findings], indent=2))
+    else:
+        click.echo(report_text(findings, len(issues)), err=any(f.level == "error" for f in findings))
+    if any(f.level == "error" for f in findings):
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("issue", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--port", type=click.IntRange(0, 65535), default=8026, show_default=True)
+@click.option("--screenshots", "shots", type=click.Path(file_okay=False, path_type=Path),
+              help="Write desktop.png and mobile.png into this folder and exit.")
+@click.pass_obj
+@edge
+def preview(obj: Obj, issue: Path, port: int, shots: Path | None) -> None:
+    """Serve the email on localhost, reloading when the issue or a template changes."""
+    from components import load_issue
+
+    from .preview import serve_preview
+    load_issue(issue)  # refuse an invalid issue up front, with every problem listed
+    ready = lambda url: click.echo(f"Previewing {issue} at {url} (Ctrl-C to stop)")  # noqa: E731
+    written = serve_preview(issue, obj.settings, 0 if shots else port, ready, shots)
+    for path in (written or {}).values():
+        click.echo(f"Wrote {path}")
+
+
+@main.command()
+@click.argument("slug")
+@edge
+def new(slug: str) -> None:
+    """Scaffold issues/SLUG.yaml."""
+    from .scaffold import new_issue
+    path = new_issue(slug)
+    click.echo(f"Created {path}; edit it, then: newsletter check {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

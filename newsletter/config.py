@@ -1,0 +1,121 @@
+"""Configuration: newsletter.toml, overridden by NEWSLETTER_* variables, overridden by flags.
+
+Loaded once into a frozen Settings and passed down; nothing reads the
+environment anywhere else. Secrets come only from the environment.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+DEFAULT_FILE = Path("newsletter.toml")
+SECRETS = frozenset({"secret"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///newsletter.db"
+    transport: str = "file"
+    outbox: str = "outbox/"
+    from_address: str | None = None
+    base_url: str = "http://127.0.0.1:8025"
+    secret: str | None = dataclasses.field(default=None, repr=False)
+    ses_configuration_set: str | None = None
+    ses_max_rate: float | None = None
+    sqs_queue_url: str | None = None
+    sns_topic_arns: tuple[str, ...] = ()
+    # The footer every issue carries; the theme supplies these when unset.
+    organisation: str | None = None
+    postal_address: str | None = None
+    reason: str | None = None
+
+    def with_overrides(self, **values: Any) -> "Settings":
+        return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
+
+
+# Environment variable -> field. NEWSLETTER_FROM is the one irregular name.
+ENV = {
+    "NEWSLETTER_DATABASE_URL": "database_url",
+    "NEWSLETTER_TRANSPORT": "transport",
+    "NEWSLETTER_OUTBOX": "outbox",
+    "NEWSLETTER_FROM": "from_address",
+    "NEWSLETTER_BASE_URL": "base_url",
+    "NEWSLETTER_SECRET": "secret",
+    "NEWSLETTER_SES_CONFIGURATION_SET": "ses_configuration_set",
+    "NEWSLETTER_SES_MAX_RATE": "ses_max_rate",
+    "NEWSLETTER_SQS_QUEUE_URL": "sqs_queue_url",
+    "NEWSLETTER_SNS_TOPIC_ARNS": "sns_topic_arns",
+    "NEWSLETTER_ORGANISATION": "organisation",
+    "NEWSLETTER_POSTAL_ADDRESS": "postal_address",
+    "NEWSLETTER_REASON": "reason",
+}
+TRANSPORTS = ("ses", "file", "smtp")
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the file (if any), then the environment; report every problem at once."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    errors: list[str] = []
+    file = path if path is not None else (DEFAULT_FILE if DEFAULT_FILE.is_file() else None)
+    if file is not None:
+        raw.update(_read_file(file, errors))
+    for name, key in ENV.items():
+        if environ.get(name, "") != "":
+            raw[key] = environ[name]
+    values = _convert(raw, errors)
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return Settings(**values)
+
+
+def _read_file(file: Path, errors: list[str]) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(file.read_text("utf-8"))
+    except FileNotFoundError:
+        errors.append(f"{file}: configuration file not found")
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        errors.append(f"{file}: cannot read: {exc}")
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        errors.append(f"{file}: {exc}")
+        return {}
+    table = data.get("newsletter", data)
+    known = {f.name for f in fields(Settings)}
+    out = {}
+    for key, value in table.items():
+        if key in SECRETS:
+            errors.append(f"{file}: {key}: secrets are read only from the environment (NEWSLETTER_SECRET)")
+        elif key not in known:
+            errors.append(f"{file}: unknown setting {key!r} (known: {', '.join(sorted(known - SECRETS))})")
+        else:
+            out[key] = value
+    return out
+
+
+def _convert(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
+    out = dict(raw)
+    if "transport" in out and out["transport"] not in TRANSPORTS:
+        errors.append(f"transport: must be one of {', '.join(TRANSPORTS)}, not {out['transport']!r}")
+    if "ses_max_rate" in out:
+        try:
+            out["ses_max_rate"] = float(out["ses_max_rate"])
+            if out["ses_max_rate"] <= 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            errors.append(f"ses_max_rate: must be a positive number, not {raw['ses_max_rate']!r}")
+    if "sns_topic_arns" in out:
+        value = out["sns_topic_arns"]
+        items = value.split(",") if isinstance(value, str) else list(value)
+        out["sns_topic_arns"] = tuple(a.strip() for a in items if a.strip())
+    base = out.get("base_url")
+    if base is not None and not str(base).startswith(("http://", "https://")):
+        errors.append(f"base_url: must start with http:// or https://, not {base!r}")
+    return out

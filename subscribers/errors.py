@@ -1,0 +1,2 @@
+class SubscribersError(Exception):
+    """Base of every error raised by subscribers/."""
