@@ -1,7 +1,6 @@
 """Markdown for `text` blocks: to sanitised HTML for the email, to plain text for the text part."""
 from __future__ import annotations
 
-import textwrap
 from functools import lru_cache
 
 import nh3
@@ -17,7 +16,6 @@ ALLOWED_TAGS = {
     "blockquote", "code", "pre", "span", "sub", "sup", "hr", "small",
 }
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}}
-WIDTH = 76
 
 
 @lru_cache(maxsize=1)
@@ -64,19 +62,16 @@ def to_text(source: str) -> str:
 
 
 def _paragraph(text: str, bullets: list[list[int]]) -> str:
+    # Lines are wrapped once, for the whole text part, by plaintext.wrap_lines.
     if not bullets:
-        return textwrap.fill(text, WIDTH, break_long_words=False, break_on_hyphens=False)
-    depth = "  " * (len(bullets) - 1)
+        return text
     counter = bullets[-1]
     if counter:
         marker = f"{counter[0]}. "
         counter[0] += 1
     else:
         marker = "* "
-    return textwrap.fill(
-        text, WIDTH, initial_indent=depth + marker, subsequent_indent=depth + " " * len(marker),
-        break_long_words=False, break_on_hyphens=False,
-    )
+    return "  " * (len(bullets) - 1) + marker + text
 
 
 def _inline(children: list[Token]) -> str:

@@ -17,7 +17,7 @@ import mjml
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from . import markdown, merge
+from . import markdown, merge, plaintext
 from .errors import RenderError
 from .inline import inline_css
 from .model import Block, Issue
@@ -189,6 +189,6 @@ def render_issue(issue: Issue | Path | str, *, base_url: str = "http://127.0.0.1
         f for s in (issue.fields.subject, issue.fields.preheader, text) for f in merge.fields_in(merge.restore(s, escape=False))))
     return RenderedIssue(
         slug=issue.slug, subject=issue.fields.subject, preheader=issue.fields.preheader,
-        html=email_html, text=merge.restore(text, escape=False), web_html=web_html,
+        html=email_html, text=plaintext.wrap_lines(merge.restore(text, escape=False)), web_html=web_html,
         assets=assets, mjml=source, merge_fields=fields,
     )
