@@ -29,6 +29,7 @@ class Component:
     list_field: str | None  # the field a bare list fills: `- gallery: [...]`
     layout: str
     children_field: str | None  # container blocks: the field holding nested blocks
+    numbers_sections: bool  # its presence numbers the section titles (contents)
     module: ModuleType
 
     def coerce(self, value: Any) -> Any:
@@ -53,6 +54,7 @@ def _component(module: ModuleType) -> Component:
         list_field=getattr(module, "LIST_FIELD", None),
         layout=layout,
         children_field=getattr(module, "CHILDREN_FIELD", None),
+        numbers_sections=getattr(module, "NUMBERS_SECTIONS", False),
         module=module,
     )
 

@@ -6,6 +6,7 @@ fields resolved to their defaults, no unsubscribe link).
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -14,7 +15,14 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import mjml
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemBytecodeCache,
+    FileSystemLoader,
+    PackageLoader,
+    StrictUndefined,
+)
 from markupsafe import Markup
 
 from . import markdown, merge, plaintext
@@ -71,7 +79,7 @@ class Context:
 
     @property
     def numbered(self) -> bool:
-        return any(b.name == "contents" for b in self.issue.blocks)
+        return any(b.component.numbers_sections for b in self.issue.blocks)
 
     @property
     def sections(self) -> list[Block]:
@@ -99,19 +107,39 @@ def _hide_merge(value: Any) -> Any:
     return merge.hide(value) if isinstance(value, str) and "{{" in value else value
 
 
+def _bytecode_cache() -> FileSystemBytecodeCache | None:
+    # Compiling the templates is most of a cold build; cache the bytecode
+    # per user, as pip and pytest cache theirs. Unwritable: just compile.
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "newsletter" / "jinja"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return FileSystemBytecodeCache(str(folder))
+
+
 @lru_cache(maxsize=16)
-def _env(theme_name: str, html: bool) -> Environment:
+def _env(theme_name: str) -> Environment:
+    """One environment per theme; HTML autoescaped, text macros opt out with {% autoescape false %}."""
     loaders: list[Any] = [PackageLoader("components", "templates")]
     theme_dir = load_theme(theme_name).templates_dir
     if theme_dir is not None:
         loaders.insert(0, FileSystemLoader(str(theme_dir)))  # a theme overrides built-ins
     return Environment(
         loader=ChoiceLoader(loaders),
-        autoescape=html,
+        autoescape=True,
+        bytecode_cache=_bytecode_cache(),
         undefined=StrictUndefined,
         finalize=_hide_merge,
         keep_trailing_newline=True,
+        auto_reload=False,  # templates ship with the package; skip a stat() per lookup
     )
+
+
+def clear_template_cache() -> None:
+    """Forget compiled templates and themes (the live preview calls this on a change)."""
+    _env.cache_clear()
+    load_theme.cache_clear()
 
 
 def _macro(env: Environment, block: Block, name: str) -> Callable[..., str]:
@@ -172,10 +200,10 @@ def render_issue(issue: Issue | Path | str, *, base_url: str = "http://127.0.0.1
         "unsubscribe_url": "{{ unsubscribe_url }}",
         "email_only": EMAIL_ONLY, "web_only": WEB_ONLY,
     }
-    html_env, text_env = _env(theme.name, True), _env(theme.name, False)
-    body = Markup(_body_mjml(issue.blocks, html_env, r))
-    source = html_env.get_template("email.mjml.j2").render(body=body, **page)
-    css = html_env.get_template("email.css.j2").render(**page)
+    env = _env(theme.name)
+    body = Markup(_body_mjml(issue.blocks, env, r))
+    source = env.get_template("email.mjml.j2").render(body=body, **page)
+    css = env.get_template("email.css.j2").render(**page)
     try:
         compiled = mjml.mjml2html(source)
     except Exception as exc:  # MRML raises ValueError with a byte offset; a component bug
@@ -183,7 +211,7 @@ def render_issue(issue: Issue | Path | str, *, base_url: str = "http://127.0.0.1
     inlined = inline_css(compiled, css)
     email_html = merge.restore(_regions(inlined, "email"), escape=True).replace(ASSET_PREFIX, page["web_url"])
     web_html = merge.resolve(_regions(inlined, "web"), {}, escape=True).replace(ASSET_PREFIX, "")
-    text = text_env.get_template("email.txt.j2").render(body=_text(issue.blocks, text_env, r), **page)
+    text = env.get_template("email.txt.j2").render(body=_text(issue.blocks, env, r), **page)
     assets = {published_name(issue.source, f): f for f in issue.assets.values()}
     fields = tuple(dict.fromkeys(
         f for s in (issue.fields.subject, issue.fields.preheader, text) for f in merge.fields_in(merge.restore(s, escape=False))))

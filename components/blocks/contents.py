@@ -2,6 +2,8 @@
 from ..fields import BlockFields, Text
 
 MAIN_FIELD = "title"
+# Section titles carry the numbers the contents list shows.
+NUMBERS_SECTIONS = True
 
 
 class Fields(BlockFields):
