@@ -163,6 +163,7 @@ def _envelope(issue: Issue) -> list[Finding]:
                              issue.shown, 1, ["Gmail", "Outlook", "Apple Mail"]))
     if len(issue.fields.subject) > SUBJECT_MAX:
         found.append(Finding("warning", "subject-length",
-                             f"the subject is {len(issue.fields.subject)} characters; inboxes cut it near {SUBJECT_MAX}",
+                             f"the subject is {len(issue.fields.subject)} characters; "
+                             f"inboxes cut it near {SUBJECT_MAX}",
                              issue.shown, 1, ["Gmail", "Outlook", "Apple Mail"]))
     return found

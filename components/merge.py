@@ -12,8 +12,8 @@ from __future__ import annotations
 import base64
 import html
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 # Fields every subscriber has, plus the per-message ones the mailer fills.
 SUBSCRIBER_FIELDS = ("first_name", "last_name", "name", "email")
@@ -91,6 +91,11 @@ def _field_of(match: re.Match[str]) -> MergeField:
 def hide(text: str) -> str:
     """Replace every `{{ … }}` in `text` by its token."""
     return EXPRESSION.sub(lambda m: token(parse_field(m.group(1))), text)
+
+
+def tokens_in(text: str) -> tuple[MergeField, ...]:
+    """The distinct merge fields hidden in a rendered text, in order of appearance."""
+    return tuple(dict.fromkeys(_field_of(m) for m in TOKEN_RE.finditer(text)))
 
 
 def restore(text: str, *, escape: bool) -> str:

@@ -33,7 +33,7 @@ class Block:
     path: str  # as shown in errors: blocks[3].section.blocks[1].image
     file: str
     line: int
-    children: tuple["Block", ...] = ()
+    children: tuple[Block, ...] = ()
     number: int | None = None  # sections: their place in the contents
 
     @property
@@ -45,7 +45,7 @@ class Block:
         explicit = getattr(self.fields, "id", "")
         return explicit or f"section-{self.number}"
 
-    def walk(self) -> list["Block"]:
+    def walk(self) -> list[Block]:
         return [self, *(b for child in self.children for b in child.walk())]
 
 

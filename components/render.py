@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import mjml
@@ -191,32 +192,32 @@ def render_issue(issue: Issue | Path | str, *, base_url: str = "http://127.0.0.1
     if not isinstance(issue, Issue):
         issue = load_issue(issue)
     theme = load_theme(issue.fields.theme)
-    footer = footer or Footer(theme.organisation, theme.postal_address, theme.reason)
     base_url = base_url.rstrip("/")
     r = Context(issue, theme, base_url)
+    web_url = f"{base_url}/archive/{issue.slug}/"
     page = {
-        "r": r, "t": theme, "c": theme.colors, "issue": issue.fields, "footer": footer,
-        "web_url": f"{base_url}/archive/{issue.slug}/", "archive_url": f"{base_url}/archive/",
-        "unsubscribe_url": "{{ unsubscribe_url }}",
-        "email_only": EMAIL_ONLY, "web_only": WEB_ONLY,
+        "r": r, "t": theme, "c": theme.colors, "issue": issue.fields,
+        "footer": footer or Footer(theme.organisation, theme.postal_address, theme.reason),
+        "web_url": web_url, "archive_url": f"{base_url}/archive/",
+        "unsubscribe_url": "{{ unsubscribe_url }}", "email_only": EMAIL_ONLY, "web_only": WEB_ONLY,
     }
     env = _env(theme.name)
-    body = Markup(_body_mjml(issue.blocks, env, r))
-    source = env.get_template("email.mjml.j2").render(body=body, **page)
-    css = env.get_template("email.css.j2").render(**page)
-    try:
-        compiled = mjml.mjml2html(source)
-    except Exception as exc:  # MRML raises ValueError with a byte offset; a component bug
-        raise RenderError(f"MJML could not compile the issue: {exc}") from exc
-    inlined = inline_css(compiled, css)
-    email_html = merge.restore(_regions(inlined, "email"), escape=True).replace(ASSET_PREFIX, page["web_url"])
-    web_html = merge.resolve(_regions(inlined, "web"), {}, escape=True).replace(ASSET_PREFIX, "")
+    source = env.get_template("email.mjml.j2").render(body=Markup(_body_mjml(issue.blocks, env, r)), **page)
+    inlined = inline_css(_compile(source), env.get_template("email.css.j2").render(**page))
     text = env.get_template("email.txt.j2").render(body=_text(issue.blocks, env, r), **page)
-    assets = {published_name(issue.source, f): f for f in issue.assets.values()}
-    fields = tuple(dict.fromkeys(
-        f for s in (issue.fields.subject, issue.fields.preheader, text) for f in merge.fields_in(merge.restore(s, escape=False))))
     return RenderedIssue(
         slug=issue.slug, subject=issue.fields.subject, preheader=issue.fields.preheader,
-        html=email_html, text=plaintext.wrap_lines(merge.restore(text, escape=False)), web_html=web_html,
-        assets=assets, mjml=source, merge_fields=fields,
+        html=merge.restore(_regions(inlined, "email"), escape=True).replace(ASSET_PREFIX, web_url),
+        text=plaintext.wrap_lines(merge.restore(text, escape=False)),
+        web_html=merge.resolve(_regions(inlined, "web"), {}, escape=True).replace(ASSET_PREFIX, ""),
+        assets={published_name(issue.source, f): f for f in issue.assets.values()},
+        mjml=source,
+        merge_fields=merge.tokens_in(inlined + text),
     )
+
+
+def _compile(source: str) -> str:
+    try:
+        return mjml.mjml2html(source)  # type: ignore[no-any-return]
+    except Exception as exc:  # MRML raises ValueError with a byte offset: a component bug
+        raise RenderError(f"MJML could not compile the issue: {exc}") from exc

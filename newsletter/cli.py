@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -80,8 +81,8 @@ def build(obj: Obj, issue: Path, out: Path) -> None:
     size = len(rendered.html.encode("utf-8")) / 1024
     click.echo(f"Built {issue} -> {folder}/")
     click.echo(f"  email.html  {size:.1f} KB (Gmail clips past 102 KB)")
-    click.echo(f"  email.txt   plain-text part")
-    click.echo(f"  index.html  web version")
+    click.echo("  email.txt   plain-text part")
+    click.echo("  index.html  web version")
     if rendered.assets:
         click.echo(f"  images/     {len(rendered.assets)} file(s)")
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import mimetypes
 import os
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 
 import components
 from components import ComponentError, RenderedIssue, substitute
+from components.render import clear_template_cache
 
 from .config import Settings
 
@@ -61,6 +62,7 @@ class _State:
             if version == self.version:
                 return
             try:
+                clear_template_cache()  # a template or theme may be what changed
                 rendered = self.render()
                 self.page = preview_html(rendered).replace("</body>", RELOAD + "</body>")
                 self.assets = {f"/archive/{rendered.slug}/{k}": v for k, v in rendered.assets.items()}
