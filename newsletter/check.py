@@ -4,8 +4,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from components import IssueInvalid, load_issue
-from components.lint import Finding, check_issue, findings_from_invalid
+from components import Finding, IssueInvalid, check_issue, findings_from_invalid, load_issue, render_issue
 
 from .build import footer_for
 from .config import Settings
@@ -16,7 +15,6 @@ def check_file(path: Path, settings: Settings) -> list[Finding]:
         issue = load_issue(path)
     except IssueInvalid as exc:
         return findings_from_invalid(exc)
-    from components import render_issue
     rendered = render_issue(issue, base_url=settings.base_url, footer=footer_for(issue.fields.theme, settings))
     return check_issue(issue, rendered)
 

@@ -14,8 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import components
-from components import ComponentError, RenderedIssue, substitute
-from components.render import clear_template_cache
+from components import ComponentError, RenderedIssue, clear_template_cache, substitute
 
 from .config import Settings
 

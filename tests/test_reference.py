@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from components.lint import GMAIL_CLIP, check_issue
 from components import load_issue
+from components.lint import GMAIL_CLIP, check_issue
 
 from .conftest import FIXTURES, REFERENCE
 from .text_utils import normalise, seed_sentences, visible_text
