@@ -1,0 +1,79 @@
+"""Each lint rule of `check`, with a crafted issue that breaks it."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from components import check_issue, load_issue, render_issue
+from components.lint import GMAIL_CLIP, STYLE_LIMIT
+
+BASE = """\
+subject: {subject}
+preheader: {preheader}
+blocks:
+{blocks}
+"""
+
+
+def _issue(write_issue, blocks: str, subject: str = "Hello", preheader: str = "Preview text"):
+    return load_issue(write_issue(BASE.format(subject=subject, preheader=preheader, blocks=blocks)))
+
+
+def _rules(findings, level=None):
+    return sorted({f.rule for f in findings if level is None or f.level == level})
+
+
+def test_clean_issue_has_no_findings(write_issue):
+    issue = _issue(write_issue, '  - text: "Hello {{ first_name | default(\\"you\\") }}"')
+    assert check_issue(issue) == []
+
+
+def test_unknown_merge_field_is_an_error_with_its_line(write_issue):
+    issue = _issue(write_issue, '  - heading: Hi\n  - text: "Hello {{ firstname }}"')
+    findings = check_issue(issue)
+    assert _rules(findings, "error") == ["merge-field"]
+    assert findings[0].line == 5 and "firstname" in findings[0].message
+
+
+def test_empty_alt_text_is_a_warning(write_issue):
+    issue = _issue(write_issue, '  - image: {src: images/pic.png, alt: ""}')
+    assert _rules(check_issue(issue)) == ["alt-text"]
+
+
+def test_http_links_are_warned_about(write_issue):
+    issue = _issue(write_issue, '  - button: {label: "Our website", url: "http://example.org/"}\n'
+                                '  - text: "[the report](http://example.org/report)"')
+    findings = [f for f in check_issue(issue) if f.rule == "insecure-link"]
+    assert len(findings) == 2 and {f.line for f in findings} == {4, 5}
+
+
+def test_over_gmail_clip_is_an_error_naming_the_biggest_blocks(write_issue):
+    big = "  - text: |\n" + "".join(f"      Paragraph {i} " + "word " * 60 + "\n\n" for i in range(400))
+    issue = _issue(write_issue, "  - heading: Small\n" + big)
+    rendered = render_issue(issue)
+    assert len(rendered.html.encode()) > GMAIL_CLIP
+    clip = [f for f in check_issue(issue, rendered) if f.rule == "gmail-clip"]
+    assert len(clip) == 1 and clip[0].level == "error"
+    assert "KB; Gmail clips it past 102 KB" in clip[0].message
+    assert clip[0].message.split("Biggest blocks: ")[1].startswith("blocks[1].text (")
+
+
+def test_size_warnings_below_the_clip(write_issue):
+    text = "  - text: |\n" + "".join("      " + "word " * 60 + "\n\n" for _ in range(260))
+    issue = _issue(write_issue, text)
+    rendered = render_issue(issue)
+    size = len(rendered.html.encode())
+    assert 90 * 1024 < size < GMAIL_CLIP, size
+    assert _rules(check_issue(issue, rendered)) == ["libero-clip", "size"]
+
+
+def test_big_style_block_is_an_error(write_issue):
+    issue = _issue(write_issue, "  - heading: Hi")
+    rendered = render_issue(issue)
+    bloated = replace(rendered, html=rendered.html.replace(
+        "</head>", "<style>" + ".x{color:red}" * (STYLE_LIMIT // 10) + "</style></head>"))
+    assert "style-size" in _rules(check_issue(issue, bloated), "error")
+
+
+def test_missing_preheader_and_long_subject_are_warnings(write_issue):
+    issue = _issue(write_issue, "  - heading: Hi", subject="S" * 90, preheader='""')
+    assert _rules(check_issue(issue)) == ["preheader", "subject-length"]
