@@ -20,13 +20,16 @@ DOCTYPE = "<!doctype html>"
 _OPEN_TAG = re.compile(r"<(style|link)\b(?![^>]*data-premailer)", re.I)
 _IGNORE_ATTR = re.compile(r'\sdata-premailer="ignore"')
 _LEADING_DOCTYPE = re.compile(r"^\s*<!doctype[^>]*>\s*", re.I)
+# cssutils fetches @import URLs itself, whatever allow_network says; inlined
+# CSS has no use for them (a web font belongs in <mj-font>), so drop them.
+_IMPORT = re.compile(r"@import\s[^;]*;?", re.I)
 
 
 def inline_css(html: str, css: str) -> str:
     marked = _OPEN_TAG.sub(lambda m: f'<{m.group(1)} data-premailer="ignore"', html)
     premailer = Premailer(
         marked,
-        css_text=css,
+        css_text=_IMPORT.sub("", css),
         allow_network=False,
         strip_important=False,
         keep_style_tags=True,
