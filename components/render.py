@@ -90,7 +90,9 @@ class Context:
         return Markup(markdown.to_html(merge.hide(text)))
 
     def md_text(self, text: str) -> str:
-        return markdown.to_text(text)
+        # Hidden first, as for HTML: `{{ email }}` inside a link URL would stop
+        # markdown-it from seeing the link at all.
+        return markdown.to_text(merge.hide(text))
 
     def asset(self, src: str) -> str:
         if src in self.issue.assets:

@@ -65,7 +65,11 @@ def _build(node: yaml.Node, path: PathKey, loaded: Located, loader: yaml.constru
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, (*path, i), loaded, loader) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except ValueError as exc:  # e.g. `date: 2020-13-45`: name the line, not just the reason
+        raise yaml.MarkedYAMLError(problem=f"invalid value {node.value!r}: {exc}",
+                                   problem_mark=node.start_mark) from None
 
 
 def load_yaml(text: str, file: str) -> Located | Problem:

@@ -5,6 +5,7 @@ Each problem names `file:line:col` and a path such as
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ def _validate(loc: Located, path: Path, problems: list[Problem]) -> Issue | None
     if not isinstance(loc.data, dict):
         problems.append(loc.problem((), "", "the top level must be a mapping with subject and blocks"))
         return None
+    problems += _control_characters(loc.data, (), loc)
     meta = _model(IssueFields, loc.data, (), "", loc, problems, coerced=False)
     if meta is not None and meta.theme not in theme_names():
         problems.append(loc.problem(("theme",), "theme",
@@ -157,6 +159,8 @@ def resolve_asset(issue_path: Path, src: str) -> Path | str:
         if not candidate.is_relative_to(base):
             return f"image {src!r} points outside the issue's folder"
         if candidate.is_file():
+            if candidate.suffix.lower() not in IMAGE_TYPES:
+                return f"{src!r} is not an image email clients show (use {', '.join(IMAGE_TYPES)})"
             return candidate
     return f"image file not found: {src} (looked in {issue_path.parent / issue_path.stem} and {issue_path.parent})"
 
@@ -167,6 +171,28 @@ def published_name(issue_path: Path, file: Path) -> str:
     own = base / issue_path.stem
     rel = file.relative_to(own) if file.is_relative_to(own) else file.relative_to(base)
     return rel.as_posix() if rel.parts[0] == "images" else f"images/{rel.as_posix()}"
+
+
+# C0 controls (but tab, LF, CR) and the non-characters are not text: MJML
+# cannot parse them, and no reader would want them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
+
+
+def _control_characters(value: Any, path: PathKey, loc: Located) -> list[Problem]:
+    if isinstance(value, str):
+        bad = _CONTROL.search(value)
+        if bad:
+            shown = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+            return [loc.problem(path, shown, f"contains the control character U+{ord(bad.group()):04X}")]
+        return []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _control_characters(v, (*path, str(k)), loc)]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _control_characters(v, (*path, i), loc)]
+    return []
+
+
+IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 
 
 def _check_merge(text: str, key: PathKey, shown: str, loc: Located, problems: list[Problem]) -> None:

@@ -103,18 +103,27 @@ def _read_file(file: Path, errors: list[str]) -> dict[str, Any]:
 
 def _convert(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
     out = dict(raw)
+    for key, value in raw.items():
+        if key not in ("ses_max_rate", "sns_topic_arns") and not isinstance(value, str):
+            errors.append(f"{key}: must be a string, not {value!r}")
+            del out[key]
     if "transport" in out and out["transport"] not in TRANSPORTS:
         errors.append(f"transport: must be one of {', '.join(TRANSPORTS)}, not {out['transport']!r}")
     if "ses_max_rate" in out:
         try:
+            if isinstance(out["ses_max_rate"], bool):  # TOML true would be 1.0
+                raise ValueError
             out["ses_max_rate"] = float(out["ses_max_rate"])
-            if out["ses_max_rate"] <= 0:
+            if not 0 < out["ses_max_rate"] < float("inf"):  # also refuses nan
                 raise ValueError
         except (TypeError, ValueError):
             errors.append(f"ses_max_rate: must be a positive number, not {raw['ses_max_rate']!r}")
     if "sns_topic_arns" in out:
         value = out["sns_topic_arns"]
-        items = value.split(",") if isinstance(value, str) else list(value)
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(a, str) for a in items):
+            errors.append(f"sns_topic_arns: must be a list of topic ARNs or a comma-separated string, not {value!r}")
+            items = []
         out["sns_topic_arns"] = tuple(a.strip() for a in items if a.strip())
     base = out.get("base_url")
     if base is not None and not str(base).startswith(("http://", "https://")):

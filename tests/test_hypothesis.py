@@ -1,0 +1,271 @@
+"""Property tests: whatever an author (or a cat on the keyboard) writes, `load_issue`
+answers with an Issue or with IssueInvalid, never with another exception; and
+whatever it accepts renders, with no script in the HTML.
+
+Each example is written as a real file into one module-level issues/ folder
+(hypothesis runs many examples per test, so a function-scoped tmp_path will
+not do).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+import components
+from components import ComponentError, Issue, IssueInvalid, load_issue, render_issue
+from tests.conftest import ISSUES
+
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Rendering runs MJML and premailer (tens of ms); fewer examples keep the suite quick.
+RENDERING = settings(max_examples=60, deadline=None,
+                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+COMPONENTS = components.components()
+NAMES = sorted(COMPONENTS)
+
+
+@pytest.fixture(scope="module")
+def issue_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("hypothesis") / "issues"
+    (folder / "t" / "images").mkdir(parents=True)
+    shutil.copy(ISSUES / "2020-12" / "images" / "mias-story.png", folder / "t" / "images" / "pic.png")
+    return folder / "t.yaml"
+
+
+def load_or_invalid(path: Path) -> Issue | None:
+    """The property: an Issue, or IssueInvalid with well-formed problems; anything else fails the test."""
+    try:
+        return load_issue(path)
+    except IssueInvalid as exc:
+        assert exc.problems
+        for p in exc.problems:
+            assert p.file == str(path)
+            assert p.line >= 1 and p.col >= 1
+            assert p.message
+        assert str(exc).count("\n") == len(exc.problems) - 1 or any("\n" in str(p) for p in exc.problems)
+        return None
+
+
+# --- (a) any text at all ----------------------------------------------------------------------------
+
+YAMLISH = st.sampled_from([
+    "subject: ", "blocks:\n", "  - ", "text: ", "image: ", "{", "}", "[", "]", ":", "- ", "\t", "\n", "'", '"',
+    "&a ", "*a", "<<: ", "!!python/object:os.system ", "!!binary ", "? ", "|\n", ">\n", "{{ ", " }}", "%YAML 1.1\n",
+    "---\n", "...\n", "\x00", "\ufeff", "#", "2020-12-14", "~", "null", "0x1F", "1e999", "section:\n",
+])
+
+
+@FAST
+@given(text=st.one_of(st.text(), st.lists(YAMLISH | st.text(max_size=5), max_size=30).map("".join)))
+def test_any_text_loads_or_is_invalid(issue_file: Path, text: str) -> None:
+    issue_file.write_text(text, "utf-8")
+    load_or_invalid(issue_file)
+
+
+@FAST
+@given(raw=st.binary(max_size=300))
+def test_any_bytes_load_or_are_invalid(issue_file: Path, raw: bytes) -> None:
+    issue_file.write_bytes(raw)
+    load_or_invalid(issue_file)
+
+
+# --- (b) any YAML document --------------------------------------------------------------------------
+
+SCALARS = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20)
+           | st.dates() | st.sampled_from(["images/pic.png", "javascript:alert(1)", "https://example.org/",
+                                           "{{ first_name }}", "{{ bad name }}", "../../etc/passwd"]))
+KEYS = st.sampled_from(["subject", "preheader", "date", "theme", "lang", "format", "blocks", *NAMES,
+                        "src", "alt", "url", "label", "title", "items", "images"]) | st.text(max_size=8)
+ANY_YAML = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEYS | st.integers(), inner, max_size=4),
+    max_leaves=25,
+)
+TOP = st.fixed_dictionaries({}, optional={
+    "subject": ANY_YAML, "preheader": ANY_YAML, "theme": ANY_YAML, "date": ANY_YAML, "lang": ANY_YAML,
+    "format": ANY_YAML,
+    "blocks": st.lists(st.dictionaries(st.sampled_from(NAMES) | st.text(max_size=6), ANY_YAML,
+                                       min_size=0, max_size=2) | ANY_YAML, max_size=4),
+})
+
+
+@FAST
+@given(doc=ANY_YAML | TOP)
+def test_any_yaml_document_loads_or_is_invalid(issue_file: Path, doc: Any) -> None:
+    issue_file.write_text(yaml.safe_dump(doc, allow_unicode=True), "utf-8")
+    load_or_invalid(issue_file)
+
+
+# --- (c) block trees built from the real components -------------------------------------------------
+
+# Plausible values (hostile content included: it is valid input that must come out harmless)
+# and wrong ones; `mostly` picks the plausible kind nine times in ten so that many
+# drawn issues are valid and actually reach render_issue.
+HOSTILE = [
+    "<script>alert(1)</script>", "<SCRIPT SRC=//evil.example/x.js></SCRIPT>", "<img src=x onerror=alert(1)>",
+    "[x](javascript:alert(1))", '<a href="javascript:alert(1)">y</a>', "<iframe src=javascript:alert(1)></iframe>",
+    "<svg onload=alert(1)>", "<scr<script>ipt>alert(1)</script>", "&lt;script&gt;", "`<script>`",
+    "    <script>indented code</script>", '"><script>alert(1)</script>', "<a href='  jav&#x09;ascript:alert(1)'>t</a>",
+    "[x](JAVASCRIPT:alert(1))", "<style>body{background:url(javascript:alert(1))}</style>",
+]
+TEXT_OK = st.one_of(
+    st.sampled_from(HOSTILE),
+    st.sampled_from(["Hello", "**bold** & <b>b</b>", '{{ first_name | default("friend") }}', "Hi {{ email }}",
+                     "{{ fields.team }}", "\u202e reversed", "line\nbreak", "- a\n- b\n",
+                     "[ok](https://example.org/?e={{ email }})"]),
+    st.text(min_size=1, max_size=40).filter(lambda t: "{{" not in t),
+)
+TEXT_BAD = st.sampled_from(["", "{{ bad name }}", "{{ first_name | upper }}"])
+URL_OK = st.sampled_from(["https://example.org/", "http://example.org/a", "mailto:a@example.org",
+                          "https://example.org/?e={{ email }}", 'https://example.org/"><script>alert(1)</script>',
+                          "https://example.org/a b"])
+URL_BAD = st.sampled_from(["javascript:alert(1)", " javascript:alert(1)", "JaVaScRiPt:alert(1)",
+                           "java\tscript:alert(1)", "data:text/html,x", "ftp://x/", "/relative", "page.html",
+                           "https://", ""])
+SRC_OK = st.sampled_from(["images/pic.png", "https://example.org/a.png", "https://example.org/a.png?x=\"><script>"])
+SRC_BAD = st.sampled_from(["javascript:alert(1)", "/etc/passwd", "../../etc/passwd", "images/missing.png",
+                           "http://example.org/a.png", "", "C:\\x.png", "data:image/png;base64,AAAA"])
+JUNK = st.none() | st.booleans() | st.integers(-5, 5) | st.lists(st.integers(), max_size=2) | st.text(max_size=5)
+
+
+@st.composite
+def mostly(draw: st.DrawFn, good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any]) -> Any:
+    return draw(good if draw(st.integers(0, 9)) else st.one_of(bad, JUNK))
+
+
+TEXTS = mostly(TEXT_OK, TEXT_BAD)
+URLS = mostly(URL_OK, URL_BAD)
+SRCS = mostly(SRC_OK, SRC_BAD)
+
+
+def image() -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({"src": SRCS, "alt": mostly(st.just("") | TEXT_OK, JUNK)},
+                                 optional={"caption": TEXTS, "href": URLS, "width": mostly(st.integers(1, 800), JUNK)})
+
+
+def value_for(field: str) -> st.SearchStrategy[Any]:
+    """A value for a field of this name: usually plausible, sometimes wrong."""
+    typed: dict[str, st.SearchStrategy[Any]] = {
+        "url": URLS, "href": URLS, "website": URLS, "src": SRCS,
+        "images": mostly(st.lists(image(), min_size=2, max_size=4), st.lists(image(), max_size=1)),
+        "logo": image(),
+        "items": mostly(st.lists(st.fixed_dictionaries({"value": TEXTS}, optional={"label": TEXTS}),
+                                 min_size=1, max_size=5), st.just([])),
+        "social": st.lists(st.fixed_dictionaries(
+            {"network": mostly(st.sampled_from(["twitter", "x", "facebook", "youtube"]), st.just("myspace")),
+             "handle": TEXTS}, optional={"url": URLS}), max_size=3),
+        "columns": mostly(st.sampled_from([2, 3]), st.sampled_from([1, 4])),
+        "width": mostly(st.integers(1, 800), JUNK),
+    }
+    return typed.get(field, TEXTS)
+
+
+@st.composite
+def block(draw: st.DrawFn, depth: int = 0) -> Any:
+    name = draw(st.sampled_from([*NAMES, "text", "text"]))  # Markdown is where raw HTML gets in
+    component = COMPONENTS[name]
+    shape = draw(st.integers(0, 29))
+    if shape < 5 and component.main_field:
+        return {name: draw(TEXTS)}  # the short form: `- heading: Text`
+    if shape < 7 and component.list_field:
+        return {name: draw(value_for(component.list_field))}  # `- gallery: [...]`
+    if shape == 7:
+        return {name: draw(JUNK)}
+    if shape == 8:
+        return draw(JUNK)  # not a block at all
+    fields: dict[str, Any] = {}
+    for field, info in component.fields.model_fields.items():
+        if field == component.children_field:
+            fields[field] = draw(st.lists(block(depth + 1), min_size=1, max_size=3)) if depth < 2 else []
+        elif draw(st.integers(0, 19)) < (19 if info.is_required() else 8):
+            fields[field] = draw(value_for(field))
+    if draw(st.integers(0, 19)) == 0:
+        fields[draw(st.sampled_from(["colour", "size", "onclick"]))] = draw(JUNK)
+    return {name: fields}
+
+
+ISSUES_TREES = st.fixed_dictionaries(
+    {"subject": TEXTS, "blocks": st.lists(block(), min_size=1, max_size=4)},
+    optional={"preheader": TEXTS, "theme": mostly(st.sampled_from(["default", "lvrn"]), st.just("nope"))},
+)
+
+
+class _Tags(HTMLParser):
+    """Every start tag and attribute, as a browser would see them (escaped text is not a tag)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.attrs: list[tuple[str, str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attrs += [(tag, name, value or "") for name, value in attrs]
+
+
+def assert_safe(html: str) -> None:
+    assert "<script" not in html.lower()
+    doc = _Tags()
+    doc.feed(html)
+    doc.close()
+    assert "script" not in doc.tags and "iframe" not in doc.tags
+    for tag, name, value in doc.attrs:
+        assert not name.startswith("on"), f"event handler <{tag} {name}={value!r}>"
+        if name in ("href", "src", "action", "formaction", "background"):
+            bare = re.sub(r"[\s\x00-\x1f]", "", value).lower()
+            assert not bare.startswith(("javascript:", "vbscript:", "data:")), f"<{tag} {name}={value!r}>"
+    assert "zqmf" not in html
+
+
+@RENDERING
+@given(doc=ISSUES_TREES)
+def test_any_block_tree_validates_and_what_validates_renders_safely(issue_file: Path, doc: dict[str, Any]) -> None:
+    issue_file.write_text(yaml.safe_dump(doc, allow_unicode=True), "utf-8")
+    issue = load_or_invalid(issue_file)
+    if issue is None:
+        return
+    try:
+        rendered = render_issue(issue)
+    except ComponentError:
+        return
+    assert_safe(rendered.html)
+    assert_safe(rendered.web_html)
+    assert "zqmf" not in rendered.text
+
+
+@RENDERING
+@given(doc=ISSUES_TREES)
+# Found by this test: YAML escapes put control characters in a field, validation
+# accepts them and MJML then fails. Pinned so it fails fast, without a long shrink.
+@example(doc={"subject": "S\x1f", "blocks": [{"heading": "a\x0bb"}]})
+def test_what_validates_always_renders(issue_file: Path, doc: dict[str, Any]) -> None:
+    """Stricter than the property above: RenderError is documented as "a bug in a component,
+    not in the issue", so an issue that load_issue accepted must build without any error."""
+    issue_file.write_text(yaml.safe_dump(doc, allow_unicode=True), "utf-8")
+    issue = load_or_invalid(issue_file)
+    if issue is not None:
+        assert_safe(render_issue(issue).html)
+
+
+def test_the_block_strategy_produces_valid_issues_too(issue_file: Path) -> None:
+    """Guard the property above: it must not pass only because every example is invalid."""
+    seen: dict[str, int] = {"valid": 0, "invalid": 0}
+
+    @settings(max_examples=80, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(doc=ISSUES_TREES)
+    def sample(doc: dict[str, Any]) -> None:
+        issue_file.write_text(yaml.safe_dump(doc, allow_unicode=True), "utf-8")
+        seen["valid" if load_or_invalid(issue_file) is not None else "invalid"] += 1
+
+    sample()
+    assert seen["valid"] >= 5, seen
+    assert seen["invalid"] >= 5, seen
