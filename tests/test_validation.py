@@ -527,7 +527,8 @@ def test_an_impossible_date_is_reported_at_its_line(write_issue) -> None:
 
 def test_a_file_that_is_not_an_image_is_refused_as_src(write_issue, issue_dir) -> None:
     (issue_dir / "notes.txt").write_text("secret notes")
-    path = write_issue("subject: Hi\nblocks:\n  - image: {src: ../notes.txt, alt: x}\n  - image: {src: ../t.yaml, alt: y}\n")
+    path = write_issue("subject: Hi\nblocks:\n"
+                       "  - image: {src: ../notes.txt, alt: x}\n  - image: {src: ../t.yaml, alt: y}\n")
     problems = problems_of(path)
     assert [p.line for p in problems] == [3, 4]
     assert all("is not an image" in p.message for p in problems)
