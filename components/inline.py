@@ -36,6 +36,7 @@ def inline_css(html: str, css: str) -> str:
         disable_leftover_css=True,
         remove_classes=False,
         exclude_pseudoclasses=True,
+        align_floating_images=False,  # nothing floats; it would parse every <img> style
         disable_validation=True,
         cssutils_logging_level=logging.CRITICAL,
     )

@@ -25,9 +25,16 @@ def _parser() -> MarkdownIt:
     return MarkdownIt("commonmark", {"html": True, "typographer": False})
 
 
-def to_html(source: str) -> str:
+def parse(source: str) -> list[Token]:
+    """Markdown tokens; parse once, then render to HTML and to text."""
+    return _parser().parse(source)
+
+
+def to_html(source: str | list[Token]) -> str:
     """Markdown to HTML that is safe to put in an email."""
-    raw = _parser().render(source)
+    md = _parser()
+    tokens = parse(source) if isinstance(source, str) else source
+    raw = md.renderer.render(tokens, md.options, {})
     return nh3.clean(
         raw,
         tags=ALLOWED_TAGS,
@@ -37,11 +44,11 @@ def to_html(source: str) -> str:
     ).strip()
 
 
-def to_text(source: str) -> str:
-    """Markdown to readable plain text: paragraphs wrapped, lists kept, links written out."""
+def to_text(source: str | list[Token]) -> str:
+    """Markdown to readable plain text: lists kept, links written out (wrapped later)."""
     out: list[str] = []
     bullets: list[list[int]] = []  # per open list: [next number] or [] for bullets
-    for token in _parser().parse(source):
+    for token in parse(source) if isinstance(source, str) else source:
         if token.type in ("bullet_list_open", "ordered_list_open"):
             start = int(token.attrGet("start") or 1) if token.type == "ordered_list_open" else 0
             bullets.append([start] if token.type == "ordered_list_open" else [])

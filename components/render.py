@@ -73,6 +73,14 @@ class Context:
     issue: Issue
     theme: Theme
     base_url: str
+    # Each text block is needed as HTML and as text: parse its Markdown once.
+    _parsed: dict[str, Any] = field(default_factory=dict)
+
+    def _tokens(self, text: str) -> Any:
+        hidden = merge.hide(text)
+        if hidden not in self._parsed:
+            self._parsed[hidden] = markdown.parse(hidden)
+        return self._parsed[hidden]
 
     @property
     def c(self) -> Any:
@@ -87,12 +95,12 @@ class Context:
         return self.issue.sections
 
     def md(self, text: str) -> Markup:
-        return Markup(markdown.to_html(merge.hide(text)))
+        return Markup(markdown.to_html(self._tokens(text)))
 
     def md_text(self, text: str) -> str:
         # Hidden first, as for HTML: `{{ email }}` inside a link URL would stop
         # markdown-it from seeing the link at all.
-        return markdown.to_text(merge.hide(text))
+        return markdown.to_text(self._tokens(text))
 
     def asset(self, src: str) -> str:
         if src in self.issue.assets:
