@@ -38,6 +38,7 @@ snapshots: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
+	$(BIN)/python bench/bench_subscribers.py
 
 clean:
 	rm -rf dist outbox .pytest_cache .mypy_cache .ruff_cache

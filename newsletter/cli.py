@@ -20,10 +20,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _domain_errors() -> tuple[type[BaseException], ...]:
-    from components import ComponentError
+    # Imported here, not at the top: `newsletter --help` must not pay for them.
+    from components.errors import ComponentError
+    from subscribers.errors import SubscribersError
 
     from .errors import NewsletterError
-    return (ComponentError, NewsletterError)
+    return (ComponentError, SubscribersError, NewsletterError)
 
 
 def edge(func: F) -> F:
@@ -45,6 +47,7 @@ class Obj:
     def __init__(self, config: Path | None):
         self.config = config
         self._settings: Any = None
+        self._db: Any = None
 
     @property
     def settings(self) -> Any:
@@ -52,6 +55,14 @@ class Obj:
             from .config import load_settings
             self._settings = load_settings(self.config)
         return self._settings
+
+    @property
+    def db(self) -> Any:
+        """The database, migrated on first use (design §8)."""
+        if self._db is None:
+            from subscribers import open_database
+            self._db = open_database(self.settings.database_url)
+        return self._db
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -132,6 +143,12 @@ def new(slug: str) -> None:
     path = new_issue(slug)
     click.echo(f"Created {path}; edit it, then: newsletter check {path}")
 
+
+from .cli_audience import db, lists, subscribers  # noqa: E402  (the commands register themselves)
+
+main.add_command(lists)
+main.add_command(subscribers)
+main.add_command(db)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

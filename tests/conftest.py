@@ -54,3 +54,52 @@ def browser() -> Iterator[object]:
         instance = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield instance
         instance.close()
+
+
+# --- databases: every storage test runs on SQLite and on PostgreSQL ----------------------------------
+
+PG_URL = os.environ.get("NEWSLETTER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _pg_admin():
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
+    engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        engine.connect().close()
+    except OperationalError as exc:
+        engine.dispose()
+        if os.environ.get("NEWSLETTER_TEST_PG_URL"):
+            pytest.fail(f"PostgreSQL at NEWSLETTER_TEST_PG_URL is required but unreachable: {exc.orig}")
+        pytest.skip("PostgreSQL not reachable (set NEWSLETTER_TEST_PG_URL to require it)")
+    return engine
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL: a SQLite file, or a PostgreSQL schema dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    import uuid
+
+    from sqlalchemy import text
+    admin = _pg_admin()
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def db(db_url: str):
+    from subscribers import open_database
+    database = open_database(db_url)
+    yield database
+    database.dispose()

@@ -1,0 +1,332 @@
+"""`subscribers import`: a CSV file into a list, streamed, in one transaction.
+
+Rows are validated and written in batches (one query per batch for each of
+suppression, existing subscribers and memberships), so a million rows take
+seconds and memory stays flat. The whole import is one transaction: a
+failure part-way changes nothing, and `--dry-run` is the same import rolled
+back, so its report is exact. Nobody who unsubscribed or is suppressed is
+ever put back on the list.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, func, select
+
+from .addresses import Address, try_normalise
+from .csv_files import CsvSource, atomic_writer, inspect_file, rows
+from .db import NOW, Database, as_utc, bulk_execute, bulk_insert, in_values, utcnow
+from .errors import ImportFailed
+from .lists import MailingList, get_list
+from .people import full_name, merged
+from .schema import memberships, subscribers
+from .suppression import any_suppressed, suppressed_hashes
+
+BATCH = 5000
+EMAIL_COLUMNS = ("email", "email_address", "e-mail", "e-mail_address")
+NAME_COLUMN = "name"
+# Columns `export` writes that are not custom fields.
+STATUS_COLUMN = "status"
+TIME_COLUMNS = ("subscribed_at", "unsubscribed_at")
+STATUSES_IN_FILES = ("subscribed", "unconfirmed", "unsubscribed")
+
+
+class _Rollback(Exception):
+    """Raised to end a dry run: the same import, undone."""
+
+
+@dataclass
+class ImportReport:
+    list_name: str
+    rows: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    skipped_unsubscribed: int = 0
+    skipped_suppressed: int = 0
+    duplicates: int = 0
+    dry_run: bool = False
+    warnings: list[str] = field(default_factory=list)
+    suppressions: bool = field(default=True, repr=False)  # any suppressed address at all?
+
+    def summary(self) -> str:
+        verb = "would be" if self.dry_run else ""
+        parts = [
+            f"{self.added} added", f"{self.updated} updated", f"{self.unchanged} unchanged",
+            f"{self.rejected} rejected", f"{self.skipped_unsubscribed} skipped (unsubscribed)",
+            f"{self.skipped_suppressed} skipped (suppressed)",
+        ]
+        if self.duplicates:
+            parts.append(f"{self.duplicates} duplicate rows merged")
+        head = f"{self.rows} rows {verb + ' ' if verb else ''}imported into {self.list_name!r}".replace("  ", " ")
+        return f"{head}: " + ", ".join(parts) + (" (dry run: nothing was written)" if self.dry_run else "")
+
+
+@dataclass
+class _Record:
+    line: int
+    address: Address
+    name: str
+    fields: dict[str, str]
+    status: str  # subscribed, unconfirmed or unsubscribed (from an exported file)
+    times: dict[str, dt.datetime]
+
+
+@dataclass
+class _Columns:
+    header: list[str]
+    email: int
+    name: int | None
+    status: int | None
+    times: dict[str, int]
+    fields: list[tuple[int, str]]
+
+
+def field_name(column: str) -> str:
+    """A column heading as a merge-field name: `Home Town` -> `home_town`."""
+    return "_".join(column.strip().lower().split())
+
+
+def _columns(header: list[str], source: CsvSource) -> _Columns:
+    names = [field_name(h) for h in header]
+    email = next((names.index(c) for c in EMAIL_COLUMNS if c in names), None)
+    if email is None:
+        raise ImportFailed(f"{source.path}: no email column (columns: {', '.join(h.strip() for h in header)})")
+    dupes = sorted({n for n in names if n and names.count(n) > 1})
+    if dupes:
+        raise ImportFailed(f"{source.path}: column names appear twice: {', '.join(dupes)}")
+    reserved = {names[email], NAME_COLUMN, STATUS_COLUMN, *TIME_COLUMNS}
+    return _Columns(
+        header=header, email=email,
+        name=names.index(NAME_COLUMN) if NAME_COLUMN in names else None,
+        status=names.index(STATUS_COLUMN) if STATUS_COLUMN in names else None,
+        times={c: names.index(c) for c in TIME_COLUMNS if c in names},
+        fields=[(i, n) for i, n in enumerate(names) if n and n not in reserved],
+    )
+
+
+class _Rejects:
+    """Rejected rows, as they were, with line number and reason; spooled to disk."""
+
+    def __init__(self, header: list[str] | None = None):
+        self.spool = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")
+        self.writer = csv.writer(self.spool)
+        self.count = 0
+
+    def add(self, line: int, cells: list[str], reason: str) -> None:
+        self.count += 1
+        self.writer.writerow([line, reason, *cells])
+
+    def save(self, path: Path, header: list[str]) -> None:
+        self.spool.seek(0)
+        with atomic_writer(path) as out:
+            writer = csv.writer(out)
+            writer.writerow(["line", "reason", *header])
+            writer.writerows(csv.reader(self.spool))
+
+
+def import_csv(db: Database, path: Path, list_name: str, *, dry_run: bool = False,
+               rejects_path: Path | None = None, on_progress: Callable[[int, int], None] | None = None,
+               ) -> ImportReport:
+    source = inspect_file(path)
+    report = ImportReport(list_name=list_name, dry_run=dry_run, warnings=list(source.warnings))
+    rejects = _Rejects()
+    header: list[str] = []
+    try:
+        with db.begin() as conn:
+            mailing_list = get_list(conn, list_name)
+            report.suppressions = any_suppressed(conn)
+            progress = (lambda done: on_progress(done, source.size)) if on_progress else None
+            header = _run(conn, source, mailing_list, report, rejects, progress)
+            if dry_run:
+                raise _Rollback
+    except _Rollback:
+        pass
+    report.rejected = rejects.count
+    if rejects_path is not None:
+        rejects.save(rejects_path, header)
+    return report
+
+
+def _run(conn: Connection, source: CsvSource, mailing_list: MailingList, report: ImportReport,
+         rejects: _Rejects, progress: Callable[[int], None] | None) -> list[str]:
+    records = rows(source, progress)
+    first = next(records, None)
+    if first is None:
+        raise ImportFailed(f"{source.path}: the file is empty (a header row with an email column is needed)")
+    columns = _columns(first[1], source)
+    batch: dict[str, _Record] = {}
+    seen: set[str] = set()
+    for line, cells in records:
+        report.rows += 1
+        record = _parse(line, cells, columns, rejects)
+        if record is None:
+            continue
+        key = record.address.key
+        if key in batch:
+            _merge_into(batch[key], record)
+            report.duplicates += 1
+        elif key in seen:
+            # Already written in an earlier batch: write this row as an update of it.
+            report.duplicates += 1
+            _write_batch(conn, mailing_list, {key: record}, ImportReport(list_name=""))
+        else:
+            seen.add(key)
+            batch[key] = record
+            if len(batch) >= BATCH:
+                _write_batch(conn, mailing_list, batch, report)
+                batch = {}
+    _write_batch(conn, mailing_list, batch, report)
+    return columns.header
+
+
+def _parse(line: int, cells: list[str], columns: _Columns, rejects: _Rejects) -> _Record | None:
+    """One row to a record, or None after rejecting it. Hot: a million calls an import."""
+    width = len(columns.header)
+    if len(cells) != width:
+        if len(cells) > width and any(c.strip() for c in cells[width:]):
+            rejects.add(line, cells, f"{len(cells)} values but the header has {width} columns")
+            return None
+        cells = (cells + [""] * width)[:width]
+    address = try_normalise(cells[columns.email])
+    if isinstance(address, str):
+        rejects.add(line, cells, address)
+        return None
+    status = cells[columns.status].strip().lower() if columns.status is not None else ""
+    if status and status not in STATUSES_IN_FILES:
+        rejects.add(line, cells, f"unknown status {status!r} (known: {', '.join(STATUSES_IN_FILES)})")
+        return None
+    fields = {}
+    for i, key in columns.fields:
+        if value := cells[i].strip():
+            fields[key] = value
+    times = _times(cells, columns) if columns.times else {}
+    if times is None:
+        rejects.add(line, cells, "subscribed_at/unsubscribed_at: not an ISO date and time")
+        return None
+    name = cells[columns.name].strip() if columns.name is not None else ""
+    return _Record(line, address, name or full_name("", fields), fields, status or "subscribed", times)
+
+
+def _times(cells: list[str], columns: _Columns) -> dict[str, dt.datetime] | None:
+    times = {}
+    for key, i in columns.times.items():
+        if stamp := cells[i].strip():
+            try:
+                times[key] = as_utc(dt.datetime.fromisoformat(stamp))
+            except ValueError:
+                return None
+    return times
+
+
+def _merge_into(first: _Record, later: _Record) -> None:
+    first.name, first.fields = merged(first.name, first.fields, later.name, later.fields)
+    if later.status == "unsubscribed":  # leaving always wins
+        first.status = "unsubscribed"
+
+
+def _write_batch(conn: Connection, mailing_list: MailingList, batch: dict[str, _Record],
+                 report: ImportReport) -> None:
+    """Classify and write one batch: three reads, at most four bulk writes."""
+    if not batch:
+        return
+    # An empty suppression list (a new installation) needs no look-up, nor hashes.
+    blocked = suppressed_hashes(conn, (r.address.hash for r in batch.values())) if report.suppressions else set()
+    existing = {row.email_key: row for row in conn.execute(
+        select(subscribers.c.id, subscribers.c.email_key, subscribers.c.name, subscribers.c.fields)
+        .where(in_values(conn, subscribers.c.email_key, list(batch))))}
+    statuses = dict(conn.execute(
+        select(memberships.c.subscriber_id, memberships.c.status).where(
+            memberships.c.list_id == mailing_list.id,
+            in_values(conn, memberships.c.subscriber_id, [row.id for row in existing.values()]))).all()
+    ) if existing else {}
+    new_people: list[_Record] = []
+    changed_people: list[dict[str, Any]] = []
+    new_members: list[tuple[int, _Record]] = []
+    leaving: list[dict[str, Any]] = []
+    for key, record in batch.items():
+        row = existing.get(key)
+        status = statuses.get(row.id) if row is not None else None
+        if record.address.hash in blocked:
+            report.skipped_suppressed += 1
+        elif status == "unsubscribed":
+            report.skipped_unsubscribed += 1  # never put back: the law, not a preference
+        elif row is None:
+            new_people.append(record)
+            _count_new(report, record)
+        else:
+            name, fields = merged(row.name, row.fields, record.name, record.fields)
+            changed = (name, fields) != (row.name, row.fields)
+            if changed:
+                changed_people.append({"b_id": row.id, "name": name, "fields": fields})
+            if status is None:
+                new_members.append((row.id, record))
+                _count_new(report, record)
+            elif record.status == "unsubscribed":
+                leaving.append({"b_id": row.id})
+                report.updated += 1
+            else:
+                report.updated += changed
+                report.unchanged += not changed
+    if new_people:
+        bulk_insert(conn, subscribers, [{"email": r.address.email, "email_key": r.address.key,
+                                         "name": r.name, "fields": r.fields} for r in new_people],
+                    {"created_at": NOW, "updated_at": NOW})
+        ids = dict(conn.execute(select(subscribers.c.email_key, subscribers.c.id).where(
+            in_values(conn, subscribers.c.email_key, [r.address.key for r in new_people]))).all())
+        new_members += [(ids[r.address.key], r) for r in new_people]
+    bulk_execute(conn, _UPDATE_PEOPLE, changed_people)
+    _insert_memberships(conn, mailing_list, new_members)
+    if leaving:
+        conn.execute(memberships.update().where(
+            memberships.c.list_id == mailing_list.id, memberships.c.subscriber_id == bindparam("b_id"),
+        ).values(status="unsubscribed", source="import", unsubscribed_at=_NOW, updated_at=_NOW), leaving)
+
+
+# Bulk writes take their timestamps from the database clock: binding a Python
+# datetime costs SQLAlchemy's SQLite dialect ~3 µs a value, most of an import.
+_NOW = func.current_timestamp()
+_UPDATE_PEOPLE = subscribers.update().where(subscribers.c.id == bindparam("b_id")).values(updated_at=_NOW)
+
+
+def _insert_memberships(conn: Connection, mailing_list: MailingList, members: list[tuple[int, _Record]]) -> None:
+    by_status: dict[str, list[dict[str, Any]]] = {}
+    dated: list[dict[str, Any]] = []
+    for subscriber_id, record in members:
+        if record.times:
+            dated.append(_membership(subscriber_id, record))
+        else:
+            by_status.setdefault(record.status, []).append({"subscriber_id": subscriber_id})
+    for status, group in by_status.items():
+        bulk_insert(conn, memberships, group, {
+            "list_id": mailing_list.id, "source": "import", "updated_at": NOW, "status": status,
+            "subscribed_at": NOW, "confirmed_at": NOW if status == "subscribed" else None,
+            "unsubscribed_at": NOW if status == "unsubscribed" else None})
+    if dated:
+        conn.execute(memberships.insert().values(list_id=mailing_list.id, source="import", updated_at=_NOW), dated)
+
+
+def _count_new(report: ImportReport, record: _Record) -> None:
+    # A row an exported file marks unsubscribed is recorded as such, never added.
+    if record.status == "unsubscribed":
+        report.skipped_unsubscribed += 1
+    else:
+        report.added += 1
+
+
+def _membership(subscriber_id: int, record: _Record) -> dict[str, Any]:
+    # A re-imported export keeps each person's dates; someone who had left stays left.
+    now = utcnow()
+    return {
+        "subscriber_id": subscriber_id, "status": record.status,
+        "subscribed_at": record.times.get("subscribed_at", now),
+        "confirmed_at": now if record.status == "subscribed" else None,
+        "unsubscribed_at": record.times.get("unsubscribed_at", now) if record.status == "unsubscribed" else None,
+    }

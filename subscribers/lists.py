@@ -1,0 +1,78 @@
+"""Mailing lists: create, list with counts, remove."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import IntegrityError
+
+from .db import Database, utcnow
+from .errors import ListExists, ListNotFound, SubscribersError
+from .schema import lists, memberships
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class MailingList:
+    id: int
+    name: str
+    title: str
+    double_opt_in: bool
+
+
+def _row(row: Any) -> MailingList:
+    return MailingList(row.id, row.name, row.title, bool(row.double_opt_in))
+
+
+def create_list(db: Database, name: str, title: str = "", double_opt_in: bool = False) -> MailingList:
+    if not NAME.match(name):
+        raise SubscribersError(
+            f"{name!r} is not a valid list name: use lower-case letters, digits, '-' and '_' (e.g. news)")
+    try:
+        with db.begin() as conn:
+            new_id = conn.execute(lists.insert().values(
+                name=name, title=title or name, double_opt_in=double_opt_in, created_at=utcnow(),
+            )).inserted_primary_key[0]  # type: ignore[index]
+    except IntegrityError:
+        raise ListExists(f"a list named {name!r} already exists") from None
+    return MailingList(new_id, name, title or name, double_opt_in)
+
+
+def get_list(conn: Connection, name: str) -> MailingList:
+    row = conn.execute(select(lists).where(lists.c.name == name)).first()
+    if row is None:
+        known = [r.name for r in conn.execute(select(lists.c.name).order_by(lists.c.name))]
+        hint = f" (lists: {', '.join(known)})" if known else " (no lists yet: `newsletter lists create NAME`)"
+        raise ListNotFound(f"no list named {name!r}{hint}")
+    return _row(row)
+
+
+def list_lists(db: Database) -> list[dict[str, Any]]:
+    """Every list with its member counts by status."""
+    with db.begin() as conn:
+        counts: dict[int, dict[str, int]] = {}
+        query = select(memberships.c.list_id, memberships.c.status, func.count()).group_by(
+            memberships.c.list_id, memberships.c.status)
+        for list_id, status, n in conn.execute(query):
+            counts.setdefault(list_id, {})[status] = n
+        out = []
+        for row in conn.execute(select(lists).order_by(lists.c.name)):
+            c = counts.get(row.id, {})
+            out.append({
+                "name": row.name, "title": row.title, "double_opt_in": bool(row.double_opt_in),
+                "subscribed": c.get("subscribed", 0), "unconfirmed": c.get("unconfirmed", 0),
+                "unsubscribed": c.get("unsubscribed", 0), "created_at": row.created_at.isoformat(),
+            })
+        return out
+
+
+def remove_list(db: Database, name: str) -> int:
+    """Delete a list and its memberships; subscribers and suppressions stay. Returns members removed."""
+    with db.begin() as conn:
+        mailing_list = get_list(conn, name)
+        removed = conn.execute(memberships.delete().where(memberships.c.list_id == mailing_list.id)).rowcount
+        conn.execute(lists.delete().where(lists.c.id == mailing_list.id))
+        return int(removed)

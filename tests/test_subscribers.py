@@ -1,0 +1,179 @@
+"""Lists, subscribers, suppression and the rule that who left stays left; on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+import subscribers as subs
+from subscribers.db import current_revision, head_revision, table_names
+from subscribers.schema import memberships, subscribers, suppressions
+
+
+def _count(db, table) -> int:
+    with db.begin() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_migrations_create_the_schema_once(db_url):
+    db = subs.open_database(db_url)
+    try:
+        assert {"lists", "subscribers", "memberships", "suppressions", "alembic_version"} <= set(table_names(db))
+        assert current_revision(db) == head_revision(db)
+        assert subs.upgrade(db) is False  # already at head: nothing to do
+    finally:
+        db.dispose()
+
+
+def test_sqlite_uses_wal_and_foreign_keys(tmp_path):
+    db = subs.open_database(f"sqlite:///{tmp_path / 'x.db'}")
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    db.dispose()
+
+
+def test_lists_create_ls_rm(db):
+    subs.create_list(db, "news", "LVRN News", double_opt_in=True)
+    subs.create_list(db, "events")
+    with pytest.raises(subs.ListExists):
+        subs.create_list(db, "news")
+    with pytest.raises(subs.SubscribersError, match="not a valid list name"):
+        subs.create_list(db, "Bad Name!")
+    subs.add_subscriber(db, "a@example.org", "news")
+    found = {item["name"]: item for item in subs.list_lists(db)}
+    assert found["news"]["subscribed"] == 1 and found["news"]["double_opt_in"] is True
+    assert found["events"]["subscribed"] == 0 and found["events"]["title"] == "events"
+    assert subs.remove_list(db, "news") == 1
+    assert [item["name"] for item in subs.list_lists(db)] == ["events"]
+    assert _count(db, subscribers) == 1  # people stay; only the list and its memberships go
+    with pytest.raises(subs.ListNotFound, match="events"):
+        subs.remove_list(db, "news")
+
+
+def test_one_person_whatever_the_case_of_their_address(db):
+    subs.create_list(db, "news")
+    assert subs.add_subscriber(db, "  Ann.Lee@Example.COM ", "news", "Ann") == "added"
+    assert subs.add_subscriber(db, "ann.lee@example.com", "news") == "unchanged"
+    assert subs.add_subscriber(db, "ANN.LEE@EXAMPLE.COM", "news", fields={"town": "Preston"}) == "updated"
+    record = subs.show(db, "ann.lee@EXAMPLE.com")
+    assert record["email"] == "Ann.Lee@example.com"  # stored as written, domain lower-cased
+    assert record["name"] == "Ann" and record["fields"] == {"town": "Preston"}
+    assert _count(db, subscribers) == 1
+
+
+def test_show_has_the_shape_of_the_design(db):
+    subs.create_list(db, "news")
+    subs.create_list(db, "events")
+    subs.add_subscriber(db, "bo@example.org", "news", "Bo", {"team": "blue"})
+    subs.add_subscriber(db, "bo@example.org", "events")
+    subs.unsubscribe(db, "bo@example.org", "events")
+    record = subs.show(db, "bo@example.org")
+    assert set(record) == {"email", "name", "fields", "suppressed", "suppression_reason", "lists"}
+    assert record["suppressed"] is False and record["suppression_reason"] is None
+    assert [(m["list"], m["status"]) for m in record["lists"]] == [("events", "unsubscribed"), ("news", "subscribed")]
+    events = record["lists"][0]
+    assert events["unsubscribed_at"].endswith("+00:00") and events["source"] == "admin"
+
+
+def test_unsubscribe_one_list_or_all_and_idempotent(db):
+    for name in ("news", "events"):
+        subs.create_list(db, name)
+        subs.add_subscriber(db, "cy@example.org", name)
+    assert subs.unsubscribe(db, "cy@example.org", "news") == ["news"]
+    assert subs.unsubscribe(db, "cy@example.org", "news") == []
+    assert subs.unsubscribe(db, "cy@example.org") == ["events"]
+    assert {m["status"] for m in subs.show(db, "cy@example.org")["lists"]} == {"unsubscribed"}
+    with pytest.raises(subs.SubscriberNotFound):
+        subs.unsubscribe(db, "nobody@example.org")
+    with pytest.raises(subs.ListNotFound):
+        subs.unsubscribe(db, "cy@example.org", "nope")
+
+
+@pytest.mark.parametrize("path", ["add", "form"])
+def test_nobody_who_unsubscribed_is_put_back(db, path):
+    subs.create_list(db, "news")
+    subs.add_subscriber(db, "di@example.org", "news")
+    subs.unsubscribe(db, "di@example.org", "news")
+    with pytest.raises(subs.NotAllowed, match="unsubscribed"):
+        if path == "add":
+            subs.add_subscriber(db, "DI@example.org", "news")
+        else:
+            subs.request_subscription(db, "di@example.org", "news")
+    assert subs.show(db, "di@example.org")["lists"][0]["status"] == "unsubscribed"
+
+
+@pytest.mark.parametrize("path", ["add", "form"])
+def test_nobody_suppressed_is_subscribed(db, path):
+    subs.create_list(db, "news")
+    with db.begin() as conn:
+        from subscribers.suppression import suppress
+        suppress(conn, subs.normalise("ed@example.org"), "hard bounce", "bounce")
+    with pytest.raises(subs.NotAllowed, match="suppressed"):
+        if path == "add":
+            subs.add_subscriber(db, "ed@example.org", "news")
+        else:
+            subs.request_subscription(db, "ed@example.org", "news")
+    with pytest.raises(subs.SubscriberNotFound):
+        subs.show(db, "ed@example.org")
+
+
+def test_unsubscribing_from_one_list_does_not_block_another(db):
+    subs.create_list(db, "news")
+    subs.create_list(db, "events")
+    subs.add_subscriber(db, "fi@example.org", "news")
+    subs.unsubscribe(db, "fi@example.org", "news")
+    assert subs.add_subscriber(db, "fi@example.org", "events") == "added"
+
+
+def test_form_sign_up_is_unconfirmed_on_a_double_opt_in_list(db):
+    subs.create_list(db, "news", double_opt_in=True)
+    subs.create_list(db, "open")
+    assert subs.request_subscription(db, "gi@example.org", "news", "Gi") == "unconfirmed"
+    assert subs.request_subscription(db, "gi@example.org", "open") == "subscribed"
+    statuses = {m["list"]: (m["status"], m["source"], m["confirmed_at"]) for m in subs.show(db, "gi@example.org")["lists"]}
+    assert statuses["news"][:2] == ("unconfirmed", "form") and statuses["news"][2] is None
+    assert statuses["open"][:2] == ("subscribed", "form") and statuses["open"][2] is not None
+
+
+def test_forget_erases_everything_but_a_hash(db):
+    subs.create_list(db, "news")
+    subs.add_subscriber(db, "Hana@Example.org", "news", "Hana", {"town": "Leeds"})
+    subs.forget(db, "hana@example.org")
+    with pytest.raises(subs.SubscriberNotFound, match="suppressed"):
+        subs.show(db, "hana@example.org")
+    with db.begin() as conn:
+        rows = conn.execute(select(suppressions)).all()
+        assert [(r.email, r.email_hash) for r in rows] == [(None, subs.address_hash("hana@example.org"))]
+        assert conn.execute(select(func.count()).select_from(memberships)).scalar_one() == 0
+        # Nothing personal anywhere in the database.
+        for table in (subscribers, memberships, suppressions):
+            for row in conn.execute(select(table)):
+                assert "hana" not in repr(tuple(row)).lower()
+    with pytest.raises(subs.NotAllowed):
+        subs.add_subscriber(db, "hana@example.org", "news")
+    subs.forget(db, "hana@example.org")  # idempotent
+
+
+def test_forget_keeps_an_earlier_suppression_reason_without_the_address(db):
+    with db.begin() as conn:
+        from subscribers.suppression import suppress
+        suppress(conn, subs.normalise("io@example.org"), "complaint", "complaint")
+    subs.forget(db, "io@example.org")
+    with db.begin() as conn:
+        row = conn.execute(select(suppressions)).one()
+    assert row.email is None and row.reason == "complaint"
+
+
+def test_invalid_addresses_are_refused_everywhere(db):
+    subs.create_list(db, "news")
+    for bad in ("", "   ", "no-at-sign", "a@b", "x@localhost", "two@@example.org"):
+        with pytest.raises(subs.InvalidAddress):
+            subs.add_subscriber(db, bad, "news")
+    assert _count(db, subscribers) == 0
+
+
+def test_bad_database_url_is_a_clear_error(tmp_path):
+    with pytest.raises(subs.DatabaseError, match="bad database URL"):
+        subs.open_database("nosuchdriver://x")
+    with pytest.raises(subs.DatabaseError):
+        subs.open_database(f"sqlite:///{tmp_path}/missing/dir/x.db")
