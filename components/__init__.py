@@ -1,19 +1,42 @@
 """Pure rendering: issue model and validation, block registry, Jinja + MJML templates.
 
-Imports nothing from subscribers/, mailer/ or newsletter/.
+Imports nothing from subscribers/, mailer/ or newsletter/. The public names
+below load their module on first use (PEP 562), so `components.errors` alone
+stays cheap for commands that never render.
 """
-from .errors import ComponentError, IssueInvalid, Problem, RenderError, ThemeError
-from .lint import Finding, check_issue, findings_from_invalid
-from .merge import MergeField, fields_in, substitute
-from .model import Block, Issue
-from .registry import components
-from .render import Footer, RenderedIssue, clear_template_cache, render_issue
-from .theme import Theme, load_theme, theme_names
-from .validate import load_issue
+from __future__ import annotations
 
-__all__ = [
-    "Block", "ComponentError", "Finding", "Footer", "Issue", "IssueInvalid", "MergeField", "Problem",
-    "RenderError", "RenderedIssue", "Theme", "ThemeError", "check_issue", "clear_template_cache",
-    "components", "fields_in", "findings_from_invalid", "load_issue", "load_theme", "render_issue",
-    "substitute", "theme_names",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "ComponentError": ".errors", "IssueInvalid": ".errors", "Problem": ".errors", "RenderError": ".errors",
+    "ThemeError": ".errors",
+    "Finding": ".lint", "check_issue": ".lint", "findings_from_invalid": ".lint",
+    "MergeField": ".merge", "fields_in": ".merge", "substitute": ".merge",
+    "Block": ".model", "Issue": ".model",
+    "components": ".registry",
+    "Footer": ".render", "RenderedIssue": ".render", "clear_template_cache": ".render", "render_issue": ".render",
+    "Theme": ".theme", "load_theme": ".theme", "theme_names": ".theme",
+    "load_issue": ".validate",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'components' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from .errors import ComponentError, IssueInvalid, Problem, RenderError, ThemeError
+    from .lint import Finding, check_issue, findings_from_invalid
+    from .merge import MergeField, fields_in, substitute
+    from .model import Block, Issue
+    from .registry import components
+    from .render import Footer, RenderedIssue, clear_template_cache, render_issue
+    from .theme import Theme, load_theme, theme_names
+    from .validate import load_issue

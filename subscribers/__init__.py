@@ -1,29 +1,53 @@
 """Audience and storage: lists, subscribers, suppression, CSV import/export.
 
 Imports no other project package. SQLAlchemy Core on SQLite (default) or
-PostgreSQL; the schema is migrated with Alembic on first use.
+PostgreSQL; the schema is migrated with Alembic on first use. The public
+names load their module on first use (PEP 562): `subscribers.errors` alone
+does not pull in SQLAlchemy.
 """
-from .addresses import Address, address_hash, normalise
-from .csv_export import export_csv
-from .csv_import import ImportReport, import_csv
-from .db import Database, open_database, upgrade
-from .errors import (
-    DatabaseError,
-    ImportFailed,
-    InvalidAddress,
-    ListExists,
-    ListNotFound,
-    NotAllowed,
-    SubscriberNotFound,
-    SubscribersError,
-)
-from .lists import MailingList, create_list, list_lists, remove_list
-from .membership import add_subscriber, request_subscription, unsubscribe
-from .privacy import forget, show
+from __future__ import annotations
 
-__all__ = [
-    "Address", "Database", "DatabaseError", "ImportFailed", "ImportReport", "InvalidAddress", "ListExists",
-    "ListNotFound", "MailingList", "NotAllowed", "SubscriberNotFound", "SubscribersError", "add_subscriber",
-    "address_hash", "create_list", "export_csv", "forget", "import_csv", "list_lists", "normalise",
-    "open_database", "remove_list", "request_subscription", "show", "unsubscribe", "upgrade",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Address": ".addresses", "address_hash": ".addresses", "normalise": ".addresses",
+    "export_csv": ".csv_export",
+    "ImportReport": ".csv_import", "import_csv": ".csv_import",
+    "Database": ".db", "open_database": ".db", "upgrade": ".db",
+    "DatabaseError": ".errors", "ImportFailed": ".errors", "InvalidAddress": ".errors", "ListExists": ".errors",
+    "ListNotFound": ".errors", "NotAllowed": ".errors", "SubscriberNotFound": ".errors",
+    "SubscribersError": ".errors",
+    "MailingList": ".lists", "create_list": ".lists", "list_lists": ".lists", "remove_list": ".lists",
+    "add_subscriber": ".membership", "request_subscription": ".membership", "unsubscribe": ".membership",
+    "forget": ".privacy", "show": ".privacy",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'subscribers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from .addresses import Address, address_hash, normalise
+    from .csv_export import export_csv
+    from .csv_import import ImportReport, import_csv
+    from .db import Database, open_database, upgrade
+    from .errors import (
+        DatabaseError,
+        ImportFailed,
+        InvalidAddress,
+        ListExists,
+        ListNotFound,
+        NotAllowed,
+        SubscriberNotFound,
+        SubscribersError,
+    )
+    from .lists import MailingList, create_list, list_lists, remove_list
+    from .membership import add_subscriber, request_subscription, unsubscribe
+    from .privacy import forget, show

@@ -49,7 +49,7 @@ def inspect_file(path: Path) -> CsvSource:
         size = path.stat().st_size
         with open(path, "rb") as handle:
             head = handle.read(SNIFF_BYTES)
-            encoding = "utf-8-sig" if _is_utf8(head, handle) else "latin-1"
+            encoding = "utf-8-sig" if _is_utf8(head, handle) else _eight_bit(path)
     except FileNotFoundError:
         raise ImportFailed(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -59,8 +59,9 @@ def inspect_file(path: Path) -> CsvSource:
     if b"\x00" in head:
         raise ImportFailed(f"{path}: not a CSV file (binary data)")
     source = CsvSource(path, encoding, _delimiter(head.decode(encoding, errors="replace")), size)
-    if encoding == "latin-1":
-        source.warnings.append(f"{path}: not UTF-8; read as Latin-1 (check accented names)")
+    if encoding != "utf-8-sig":
+        label = "Latin-1 (Windows-1252)" if encoding == "cp1252" else "Latin-1"
+        source.warnings.append(f"{path}: not UTF-8; read as {label} (check accented names)")
     return source
 
 
@@ -76,6 +77,18 @@ def _is_utf8(head: bytes, rest: IO[bytes]) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _eight_bit(path: Path) -> str:
+    # Excel on Windows writes cp1252 (curly quotes, the euro sign in 0x80-0x9f);
+    # true Latin-1 has only control characters there, which cp1252 cannot decode.
+    try:
+        with open(path, encoding="cp1252") as handle:
+            for _ in iter(lambda: handle.read(1 << 20), ""):
+                pass
+    except UnicodeDecodeError:
+        return "latin-1"
+    return "cp1252"
 
 
 def _delimiter(text: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from .csv_files import CsvSource, atomic_writer, inspect_file, rows
 from .db import NOW, Database, as_utc, bulk_execute, bulk_insert, in_values, utcnow
 from .errors import ImportFailed
 from .lists import MailingList, get_list
-from .people import full_name, merged
+from .people import field_name, full_name, merged
 from .schema import memberships, subscribers
 from .suppression import any_suppressed, suppressed_hashes
 
@@ -89,11 +90,6 @@ class _Columns:
     fields: list[tuple[int, str]]
 
 
-def field_name(column: str) -> str:
-    """A column heading as a merge-field name: `Home Town` -> `home_town`."""
-    return "_".join(column.strip().lower().split())
-
-
 def _columns(header: list[str], source: CsvSource) -> _Columns:
     names = [field_name(h) for h in header]
     email = next((names.index(c) for c in EMAIL_COLUMNS if c in names), None)
@@ -136,6 +132,9 @@ def import_csv(db: Database, path: Path, list_name: str, *, dry_run: bool = Fals
                rejects_path: Path | None = None, on_progress: Callable[[int, int], None] | None = None,
                ) -> ImportReport:
     source = inspect_file(path)
+    if rejects_path is not None and not os.access(rejects_path.parent or Path("."), os.W_OK):
+        # Checked first: the import must not succeed and then fail to report its rejects.
+        raise ImportFailed(f"{rejects_path}: cannot write the rejects file there (no such folder, or read-only)")
     report = ImportReport(list_name=list_name, dry_run=dry_run, warnings=list(source.warnings))
     rejects = _Rejects()
     header: list[str] = []

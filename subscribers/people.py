@@ -11,6 +11,18 @@ from .db import utcnow
 from .schema import subscribers
 
 
+def field_name(key: str) -> str:
+    """Custom field names, in one form wherever they come from: `Home Town` -> `home_town`.
+
+    Merge fields (`{{ fields.home_town }}`) and CSV columns must agree.
+    """
+    return "_".join(key.strip().lower().split())
+
+
+def field_names(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {field_name(k): v for k, v in fields.items()}
+
+
 def merged(old_name: str, old_fields: Mapping[str, Any], name: str,
            fields: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """New non-empty values win; what the new data does not mention is kept."""
@@ -28,6 +40,7 @@ def full_name(name: str, fields: Mapping[str, Any]) -> str:
 
 def upsert(conn: Connection, address: Address, name: str, fields: Mapping[str, Any]) -> tuple[int, str]:
     """Create or update a subscriber; returns (id, "added" | "updated" | "unchanged")."""
+    fields = field_names(fields)
     row = conn.execute(select(subscribers.c.id, subscribers.c.name, subscribers.c.fields)
                        .where(subscribers.c.email_key == address.key)).first()
     now = utcnow()

@@ -130,7 +130,8 @@ def test_form_sign_up_is_unconfirmed_on_a_double_opt_in_list(db):
     subs.create_list(db, "open")
     assert subs.request_subscription(db, "gi@example.org", "news", "Gi") == "unconfirmed"
     assert subs.request_subscription(db, "gi@example.org", "open") == "subscribed"
-    statuses = {m["list"]: (m["status"], m["source"], m["confirmed_at"]) for m in subs.show(db, "gi@example.org")["lists"]}
+    lists = subs.show(db, "gi@example.org")["lists"]
+    statuses = {m["list"]: (m["status"], m["source"], m["confirmed_at"]) for m in lists}
     assert statuses["news"][:2] == ("unconfirmed", "form") and statuses["news"][2] is None
     assert statuses["open"][:2] == ("subscribed", "form") and statuses["open"][2] is not None
 
