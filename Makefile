@@ -15,14 +15,22 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The demo uses its own database and outbox, and a throwaway signing key.
+DEMO_ENV := NEWSLETTER_DATABASE_URL=sqlite:///demo.db NEWSLETTER_TRANSPORT=file NEWSLETTER_OUTBOX=outbox \
+	NEWSLETTER_FROM="LVRN News <news@lancsvrn.example>" NEWSLETTER_SECRET=demo-only-not-a-secret
+
 demo: $(STAMP)
+	rm -rf demo.db demo.db-wal demo.db-shm outbox
 	$(BIN)/newsletter check $(ISSUE)
 	$(BIN)/newsletter build $(ISSUE) --out dist
+	$(DEMO_ENV) $(BIN)/newsletter lists create demo --title "LVRN News (demo)"
+	$(DEMO_ENV) $(BIN)/newsletter subscribers import examples/demo-subscribers.csv --list demo
+	$(DEMO_ENV) $(BIN)/newsletter send $(ISSUE) --list demo --yes
 	@echo
 	@echo "The email (HTML):     dist/2020-12/email.html"
 	@echo "The plain-text part:  dist/2020-12/email.txt"
 	@echo "The web version:      dist/2020-12/index.html"
-	@echo "Sending comes with a later release; see README.md."
+	@echo "The messages sent:    outbox/2020-12_demo/*.eml (one per subscriber)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -41,4 +49,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_subscribers.py
 
 clean:
-	rm -rf dist outbox .pytest_cache .mypy_cache .ruff_cache
+	rm -rf dist outbox demo.db demo.db-wal demo.db-shm .pytest_cache .mypy_cache .ruff_cache

@@ -13,7 +13,8 @@ _EXPORTS = {
     "ComponentError": ".errors", "IssueInvalid": ".errors", "Problem": ".errors", "RenderError": ".errors",
     "ThemeError": ".errors",
     "Finding": ".lint", "check_issue": ".lint", "findings_from_invalid": ".lint",
-    "MergeField": ".merge", "fields_in": ".merge", "substitute": ".merge",
+    "MergeField": ".merge", "compile_template": ".merge", "fields_in": ".merge", "fill": ".merge",
+    "substitute": ".merge",
     "Block": ".model", "Issue": ".model",
     "components": ".registry",
     "Footer": ".render", "RenderedIssue": ".render", "clear_template_cache": ".render", "render_issue": ".render",
@@ -34,7 +35,7 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:
     from .errors import ComponentError, IssueInvalid, Problem, RenderError, ThemeError
     from .lint import Finding, check_issue, findings_from_invalid
-    from .merge import MergeField, fields_in, substitute
+    from .merge import MergeField, compile_template, fields_in, fill, substitute
     from .model import Block, Issue
     from .registry import components
     from .render import Footer, RenderedIssue, clear_template_cache, render_issue

@@ -118,6 +118,32 @@ def resolve(text: str, values: Mapping[str, object], *, escape: bool) -> str:
     return TOKEN_RE.sub(value, text)
 
 
+Segment = str | MergeField
+
+
+def compile_template(template: str, *, escape: bool) -> tuple[Segment, ...]:
+    """Split a built template into literal text and merge fields, once per send.
+
+    Filling it is then a join, the cheap per-recipient step (see `fill`).
+    `escape` says the template is HTML, where expressions are stored escaped.
+    """
+    out: list[Segment] = []
+    last = 0
+    for m in EXPRESSION.finditer(template):
+        out.append(template[last:m.start()])
+        out.append(parse_field(html.unescape(m.group(1)) if escape else m.group(1)))
+        last = m.end()
+    out.append(template[last:])
+    return tuple(out)
+
+
+def fill(segments: tuple[Segment, ...], values: Mapping[str, object], *, escape: bool) -> list[str]:
+    """The pieces of one recipient's text: literals as they are, fields resolved."""
+    if escape:
+        return [s if isinstance(s, str) else html.escape(s.resolve(values)) for s in segments]
+    return [s if isinstance(s, str) else s.resolve(values) for s in segments]
+
+
 def substitute(template: str, values: Mapping[str, object], *, escape: bool) -> str:
     """Resolve every merge expression in a built template for one recipient.
 

@@ -1,7 +1,41 @@
-"""Delivery: personalised MIME, transports, rate limiting, the ledger, SES events (issues 4, 5).
+"""Delivery: personalised MIME, transports, rate limiting, the ledger, SES events.
 
-Uses only the public API of components/ and subscribers/.
+Uses only the public API of components/ and subscribers/. Only mailer/ses.py
+(and mailer/sqs.py) import boto3.
 """
-from .errors import MailerError
+from __future__ import annotations
 
-__all__ = ["MailerError"]
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+# The ledger's migrations, run with the subscribers' ones (see subscribers.db).
+MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
+
+_EXPORTS = {
+    "MailerError": ".errors", "SendStopped": ".errors", "TransportError": ".errors",
+    "Envelope": ".message", "MessageTemplate": ".message", "Recipient": ".message",
+    "RateLimiter": ".ratelimit",
+    "Plan": ".sending", "SendResult": ".sending", "plan_send": ".sending", "run_send": ".sending",
+    "send_proofs": ".sending",
+    "report": ".report",
+    "make_transport": ".transports",
+}
+__all__ = ["MIGRATIONS", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mailer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from .errors import MailerError, SendStopped, TransportError
+    from .message import Envelope, MessageTemplate, Recipient
+    from .ratelimit import RateLimiter
+    from .report import report
+    from .sending import Plan, SendResult, plan_send, run_send, send_proofs
+    from .transports import make_transport

@@ -22,10 +22,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _domain_errors() -> tuple[type[BaseException], ...]:
     # Imported here, not at the top: `newsletter --help` must not pay for them.
     from components.errors import ComponentError
+    from mailer.errors import MailerError
     from subscribers.errors import SubscribersError
 
     from .errors import NewsletterError
-    return (ComponentError, SubscribersError, NewsletterError)
+    return (ComponentError, SubscribersError, MailerError, NewsletterError)
 
 
 def edge(func: F) -> F:
@@ -60,8 +61,9 @@ class Obj:
     def db(self) -> Any:
         """The database, migrated on first use (design §8)."""
         if self._db is None:
+            import mailer
             from subscribers import open_database
-            self._db = open_database(self.settings.database_url)
+            self._db = open_database(self.settings.database_url, extra_migrations=(mailer.MIGRATIONS,))
         return self._db
 
 
@@ -144,11 +146,11 @@ def new(slug: str) -> None:
     click.echo(f"Created {path}; edit it, then: newsletter check {path}")
 
 
-from .cli_audience import db, lists, subscribers  # noqa: E402  (the commands register themselves)
+from .cli_audience import db, lists, subscribers  # noqa: E402
+from .cli_send import report, send, test_send  # noqa: E402
 
-main.add_command(lists)
-main.add_command(subscribers)
-main.add_command(db)
+for command in (lists, subscribers, db, send, test_send, report):
+    main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -31,6 +31,8 @@ class Settings:
     ses_max_rate: float | None = None
     sqs_queue_url: str | None = None
     sns_topic_arns: tuple[str, ...] = ()
+    smtp_url: str = "smtp://localhost:25"
+    unsubscribe_mailto: str | None = None  # adds a mailto: to List-Unsubscribe
     # The footer every issue carries; the theme supplies these when unset.
     organisation: str | None = None
     postal_address: str | None = None
@@ -52,6 +54,8 @@ ENV = {
     "NEWSLETTER_SES_MAX_RATE": "ses_max_rate",
     "NEWSLETTER_SQS_QUEUE_URL": "sqs_queue_url",
     "NEWSLETTER_SNS_TOPIC_ARNS": "sns_topic_arns",
+    "NEWSLETTER_SMTP_URL": "smtp_url",
+    "NEWSLETTER_UNSUBSCRIBE_MAILTO": "unsubscribe_mailto",
     "NEWSLETTER_ORGANISATION": "organisation",
     "NEWSLETTER_POSTAL_ADDRESS": "postal_address",
     "NEWSLETTER_REASON": "reason",

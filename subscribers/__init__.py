@@ -11,6 +11,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
+    "Member": ".audience", "eligible": ".audience", "status_counts": ".audience", "subscribed_ids": ".audience",
+    "suppressed_among_subscribed": ".audience", "get_list": ".lists",
     "Address": ".addresses", "address_hash": ".addresses", "normalise": ".addresses",
     "export_csv": ".csv_export",
     "ImportReport": ".csv_import", "import_csv": ".csv_import",
@@ -21,6 +23,7 @@ _EXPORTS = {
     "MailingList": ".lists", "create_list": ".lists", "list_lists": ".lists", "remove_list": ".lists",
     "add_subscriber": ".membership", "request_subscription": ".membership", "unsubscribe": ".membership",
     "forget": ".privacy", "show": ".privacy",
+    "InvalidToken": ".tokens", "Tokens": ".tokens", "UnsubscribeTarget": ".tokens",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -35,6 +38,7 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:
     from .addresses import Address, address_hash, normalise
+    from .audience import Member, eligible, status_counts, subscribed_ids, suppressed_among_subscribed
     from .csv_export import export_csv
     from .csv_import import ImportReport, import_csv
     from .db import Database, open_database, upgrade
@@ -48,6 +52,7 @@ if TYPE_CHECKING:
         SubscriberNotFound,
         SubscribersError,
     )
-    from .lists import MailingList, create_list, list_lists, remove_list
+    from .lists import MailingList, create_list, get_list, list_lists, remove_list
     from .membership import add_subscriber, request_subscription, unsubscribe
     from .privacy import forget, show
+    from .tokens import InvalidToken, Tokens, UnsubscribeTarget

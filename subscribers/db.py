@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +50,7 @@ class Database:
     """One engine, migrated; `begin()` gives a connection in one transaction."""
 
     engine: Engine
+    extra_migrations: tuple[Path, ...] = ()
 
     @property
     def is_sqlite(self) -> bool:
@@ -89,9 +91,13 @@ def create(url: str) -> Engine:
     return engine
 
 
-def open_database(url: str, *, migrate: bool = True) -> Database:
-    """Connect and bring the schema up to date (migrations run on first use)."""
-    db = Database(create(url))
+def open_database(url: str, *, migrate: bool = True, extra_migrations: tuple[Path, ...] = ()) -> Database:
+    """Connect and bring the schema up to date (migrations run on first use).
+
+    `extra_migrations`: version folders of packages that build on these tables
+    (the mailer's ledger); the caller names them, so nothing here imports them.
+    """
+    db = Database(create(url), tuple(extra_migrations))
     if migrate:
         upgrade(db)
     return db
@@ -101,28 +107,45 @@ def _alembic_config(db: Database) -> Any:
     from alembic.config import Config
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
+    folders = [MIGRATIONS / "versions", *db.extra_migrations]
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("version_locations", os.pathsep.join(str(f) for f in folders))
     config.attributes["engine"] = db.engine
     return config
 
 
-def current_revision(db: Database) -> str | None:
+def current_revisions(db: Database) -> set[str]:
     from alembic.runtime.migration import MigrationContext
     with db.engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return set(MigrationContext.configure(conn).get_current_heads())
 
 
-def head_revision(db: Database) -> str | None:
+def head_revisions(db: Database) -> set[str]:
     from alembic.script import ScriptDirectory
-    return ScriptDirectory.from_config(_alembic_config(db)).get_current_head()
+    return set(ScriptDirectory.from_config(_alembic_config(db)).get_heads())
+
+
+def pending_revisions(db: Database) -> list[str]:
+    """Migrations not yet applied; none when the database was migrated by a fuller set
+    (e.g. with the mailer's ledger) and is opened here without it."""
+    from alembic.script import ScriptDirectory
+    from alembic.script.revision import RevisionError
+    from alembic.util.exc import CommandError
+    script = ScriptDirectory.from_config(_alembic_config(db))
+    current = tuple(current_revisions(db))
+    try:
+        return [r.revision for r in script.iterate_revisions("heads", current or "base")]
+    except (CommandError, RevisionError):
+        return []
 
 
 def upgrade(db: Database) -> bool:
     """Apply pending migrations; True when something was applied."""
     try:
-        if current_revision(db) == head_revision(db):
+        if not pending_revisions(db):
             return False
         from alembic import command
-        command.upgrade(_alembic_config(db), "head")
+        command.upgrade(_alembic_config(db), "heads")
     except OperationalError as exc:
         raise DatabaseError(f"cannot open the database: {exc.orig}") from None
     except SQLAlchemyError as exc:

@@ -1,0 +1,278 @@
+"""Sending an issue to a list: exactly once, paced, resumable.
+
+1. `plan_send` reads what a send would do (nothing is written: --dry-run).
+2. `start_send` creates the send and freezes its recipients into the ledger,
+   or finds the send already there (running it again resumes it).
+3. `run_send` claims small batches of pending rows (marking them `sending`,
+   committed before anything is sent), mails them from worker threads at the
+   limiter's pace, and records each outcome. Rows claimed but not attempted
+   (Ctrl-C, a paused account) go back to `pending`; rows left `sending` by a
+   crash are "unknown" and are resent only with `retry_unknown`.
+On PostgreSQL several processes can run the same send: claims use
+FOR UPDATE SKIP LOCKED, so no row is claimed twice.
+"""
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, func, select, update
+
+from subscribers import (
+    Database,
+    Member,
+    Tokens,
+    eligible,
+    get_list,
+    status_counts,
+    subscribed_ids,
+    suppressed_among_subscribed,
+)
+
+from .errors import SendStopped, TransportError
+from .message import MessageTemplate, Recipient
+from .ratelimit import RateLimiter
+from .schema import deliveries, sends
+from .transports import Transport
+
+MAX_ATTEMPTS = 5  # per message, for throttling and server errors
+MAX_CONSECUTIVE_ERRORS = 20  # then something is wrong with the account, not the recipients
+
+
+@dataclass
+class Plan:
+    issue: str
+    list_name: str
+    list_id: int
+    send_id: int | None
+    statuses: dict[str, int]  # the list's members by status, now
+    suppressed: int  # subscribed but suppressed: will be skipped
+    ledger: dict[str, int]  # an existing send's rows by state
+
+    @property
+    def to_send(self) -> int:
+        if self.send_id is None:
+            return self.statuses.get("subscribed", 0) - self.suppressed
+        return self.ledger.get("pending", 0)
+
+
+@dataclass
+class SendResult:
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    released: int = 0  # claimed, not attempted, back to pending
+    stopped: str | None = None
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def _now() -> Any:
+    return func.current_timestamp()
+
+
+def ledger_counts(conn: Connection, send_id: int) -> dict[str, int]:
+    query = select(deliveries.c.state, func.count()).where(deliveries.c.send_id == send_id).group_by(
+        deliveries.c.state)
+    return {state: int(n) for state, n in conn.execute(query)}
+
+
+def plan_send(db: Database, issue: str, list_name: str) -> Plan:
+    with db.begin() as conn:
+        mailing_list = get_list(conn, list_name)
+        send_id = conn.execute(select(sends.c.id).where(
+            sends.c.issue == issue, sends.c.list_name == list_name)).scalar()
+        return Plan(issue, list_name, mailing_list.id, send_id, status_counts(conn, mailing_list.id),
+                    suppressed_among_subscribed(conn, mailing_list.id),
+                    ledger_counts(conn, send_id) if send_id else {})
+
+
+def start_send(db: Database, plan: Plan, subject: str) -> int:
+    """Create the send and freeze its recipients, or return the existing one (resume)."""
+    if plan.send_id is not None:
+        return plan.send_id
+    with db.begin() as conn:
+        existing = conn.execute(select(sends.c.id).where(
+            sends.c.issue == plan.issue, sends.c.list_name == plan.list_name)).scalar()
+        if existing is not None:  # another process started it meanwhile
+            return int(existing)
+        send_id = int(conn.execute(sends.insert().values(
+            issue=plan.issue, list_id=plan.list_id, list_name=plan.list_name, subject=subject,
+            state="running", created_at=_now())).inserted_primary_key[0])  # type: ignore[index]
+        frozen = subscribed_ids(plan.list_id).add_columns(
+            bindparam("s", send_id), bindparam("st", "pending"), bindparam("a", 0), _now())
+        conn.execute(deliveries.insert().from_select(
+            ["subscriber_id", "send_id", "state", "attempts", "updated_at"], frozen))
+        return send_id
+
+
+def _claim(db: Database, send_id: int, size: int) -> list[tuple[int, int | None]]:
+    with db.begin() as conn:
+        pending = (select(deliveries.c.id)
+                   .where(deliveries.c.send_id == send_id, deliveries.c.state == "pending")
+                   .order_by(deliveries.c.id).limit(size)
+                   .with_for_update(skip_locked=True))  # PostgreSQL: workers never share a row
+        claimed = conn.execute(
+            update(deliveries).where(deliveries.c.id.in_(pending.scalar_subquery()))
+            .values(state="sending", updated_at=_now())
+            .returning(deliveries.c.id, deliveries.c.subscriber_id)).all()
+        return sorted((int(i), s) for i, s in claimed)
+
+
+def _record(db: Database, outcomes: list[dict[str, Any]]) -> None:
+    if not outcomes:
+        return
+    with db.begin() as conn:
+        conn.execute(update(deliveries).where(deliveries.c.id == bindparam("d_id")).values(
+            state=bindparam("d_state"), message_id=bindparam("d_mid"), error=bindparam("d_error"),
+            attempts=deliveries.c.attempts + bindparam("d_attempts"), updated_at=_now(),
+            sent_at=bindparam("d_sent")), outcomes)
+
+
+def _tag(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", value)[:256]  # SES tag values allow only these
+
+
+@dataclass
+class _Sender:
+    """What a worker thread needs to mail one recipient."""
+
+    template: MessageTemplate
+    transport: Transport
+    limiter: RateLimiter
+    stop: threading.Event
+    tags: dict[str, str]
+    sleep: Callable[[float], None] = time.sleep
+
+    def deliver(self, delivery_id: int, recipient: Recipient) -> dict[str, Any]:
+        outcome: dict[str, Any] = {"d_id": delivery_id, "d_mid": None, "d_error": None, "d_sent": None,
+                                   "d_attempts": 0, "d_state": "pending"}
+        raw = self.template.personalise(recipient)
+        tags = {**self.tags, "delivery_id": str(delivery_id), "subscriber_id": str(recipient.subscriber_id)}
+        for attempt in range(MAX_ATTEMPTS):
+            if self.stop.is_set():
+                return outcome  # never attempted: back to pending
+            self.limiter.acquire()
+            outcome["d_attempts"] += 1
+            try:
+                outcome["d_mid"] = self.transport.send(raw, recipient.email, tags)
+            except TransportError as exc:
+                outcome["d_error"] = str(exc)
+                outcome["error"] = exc
+                if exc.fatal:
+                    self.stop.set()
+                    return outcome  # the account cannot send: nothing went out
+                if not exc.retryable:
+                    outcome["d_state"] = "failed"
+                    return outcome
+                self.sleep(min(30.0, 0.5 * 2 ** attempt) * (0.5 + random.random()))  # backoff with jitter
+                continue
+            outcome.update(d_state="sent", d_error=None, d_sent=_utcnow())
+            outcome.pop("error", None)
+            return outcome
+        return outcome  # still throttled after every attempt: back to pending, counted as an error
+
+
+def _utcnow() -> Any:
+    import datetime as dt
+    return dt.datetime.now(dt.UTC)
+
+
+def run_send(db: Database, send_id: int, template: MessageTemplate, transport: Transport, tokens: Tokens,
+             base_url: str, *, rate: float, workers: int = 4, retry_unknown: bool = False,
+             quota_left: float | None = None, on_progress: Callable[[SendResult], None] | None = None,
+             limiter: RateLimiter | None = None, sleep: Callable[[float], None] = time.sleep) -> SendResult:
+    """Send every pending row of the send. Raises SendStopped (resumable) when it cannot finish."""
+    with db.begin() as conn:
+        send = conn.execute(select(sends).where(sends.c.id == send_id)).one()
+        if retry_unknown:
+            conn.execute(update(deliveries).where(deliveries.c.send_id == send_id, deliveries.c.state == "sending")
+                         .values(state="pending", updated_at=_now()))
+    stop = threading.Event()
+    sender = _Sender(template, transport, limiter or RateLimiter(rate), stop,
+                     {"send": _tag(f"{send.issue}_{send.list_name}"), "send_id": str(send_id)}, sleep)
+    result = SendResult()
+    consecutive = 0
+    base = base_url.rstrip("/")
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="send") as pool:
+        while not stop.is_set():
+            size = workers * 4
+            if quota_left is not None:
+                if quota_left < 1:
+                    result.stopped = "the SES 24-hour quota is used up; run the same command later to resume"
+                    break
+                size = max(1, min(size, int(quota_left)))
+            claimed = _claim(db, send_id, size)
+            if not claimed:
+                break
+            with db.begin() as conn:
+                members = eligible(conn, send.list_id, [s for _, s in claimed]) if send.list_id else {}
+            jobs, outcomes = [], []
+            for delivery_id, subscriber_id in claimed:
+                member = members.get(subscriber_id) if subscriber_id is not None else "forgotten"
+                if not isinstance(member, Member):
+                    outcomes.append({"d_id": delivery_id, "d_state": "skipped", "d_mid": None, "d_sent": None,
+                                     "d_error": f"skipped: {member or 'forgotten'}", "d_attempts": 0})
+                    result.skipped += 1
+                    continue
+                recipient = Recipient(member.email, member.name, member.fields,
+                                      f"{base}/u/{tokens.unsubscribe(member.subscriber_id, send.list_id)}",
+                                      member.subscriber_id)
+                jobs.append(pool.submit(sender.deliver, delivery_id, recipient))
+            try:
+                done = [job.result() for job in jobs]
+            except KeyboardInterrupt:
+                stop.set()  # Ctrl-C: let in-flight messages finish, put the rest back
+                done = [job.result() for job in jobs]
+                result.stopped = "interrupted; run the same command again to resume"
+            for outcome in done:
+                error = outcome.pop("error", None)
+                if outcome["d_state"] == "sent":
+                    result.sent += 1
+                    consecutive = 0
+                elif outcome["d_state"] == "failed":
+                    result.failed += 1
+                elif outcome["d_attempts"] == 0 or (error is not None and error.fatal):
+                    result.released += 1
+                if error is not None:
+                    consecutive += 1
+                    key = error.code or type(error).__name__
+                    result.errors[key] = result.errors.get(key, 0) + 1
+                    if error.fatal and result.stopped is None:
+                        result.stopped = f"{error}; the send stopped and will resume where it left off"
+                outcomes.append(outcome)
+            if quota_left is not None:
+                quota_left -= sum(o["d_attempts"] for o in done)
+            _record(db, outcomes)
+            if on_progress is not None:
+                on_progress(result)
+            if consecutive >= MAX_CONSECUTIVE_ERRORS and result.stopped is None:
+                result.stopped = f"{consecutive} errors in a row; the send stopped and will resume where it left off"
+            if result.stopped:
+                stop.set()
+    _finish(db, send_id, result)
+    if result.stopped:
+        raise SendStopped(result.stopped)
+    return result
+
+
+def _finish(db: Database, send_id: int, result: SendResult) -> None:
+    with db.begin() as conn:
+        counts = ledger_counts(conn, send_id)
+        done = not counts.get("pending") and not counts.get("sending")
+        conn.execute(update(sends).where(sends.c.id == send_id).values(
+            state="finished" if done else ("stopped" if result.stopped else "running"),
+            finished_at=_now() if done else None))
+
+
+def send_proofs(template: MessageTemplate, transport: Transport, tokens: Tokens, base_url: str,
+                addresses: list[str]) -> list[str]:
+    """Test sends to any address, outside the ledger; their unsubscribe link changes nothing."""
+    url = f"{base_url.rstrip('/')}/u/{tokens.proof()}"
+    return [transport.send(template.personalise(Recipient(a, unsubscribe_url=url)), a, {"send": "proofs"})
+            for a in addresses]

@@ -1,0 +1,130 @@
+"""The `send`, `test-send` and `report` commands."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .cli import Obj, edge
+
+
+@click.command()
+@click.argument("issue", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--list", "list_name", required=True, help="The list to send to.")
+@click.option("--dry-run", is_flag=True, help="Show what would be sent; send nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--rate", type=click.FloatRange(min=0.01), help="Messages per second (default: the SES account's).")
+@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Sending threads.")
+@click.option("--retry-unknown", is_flag=True, help="Resend rows left 'sending' by a crash (may duplicate).")
+@click.option("--force", is_flag=True, help="Send even if `check` finds errors.")
+@click.pass_obj
+@edge
+def send(obj: Obj, issue: Path, list_name: str, dry_run: bool, yes: bool, rate: float | None, workers: int,
+         retry_unknown: bool, force: bool) -> None:
+    """Mail ISSUE.yaml to every subscribed member of a list, exactly once."""
+    from mailer import MessageTemplate, plan_send
+
+    from .sending import checked_render, envelope, require
+    settings = obj.settings
+    rendered = checked_render(issue, settings, force)
+    plan = plan_send(obj.db, rendered.slug, list_name)
+    _print_plan(plan)
+    if dry_run:
+        require(settings, "from_address")
+        _print_sample(MessageTemplate(rendered, envelope(settings, list_name)))
+        click.echo("Dry run: nothing was sent.")
+        return
+    require(settings, "from_address", "secret")
+    if plan.to_send == 0 and not (retry_unknown and plan.ledger.get("sending")):
+        click.echo("Nothing to send.")
+        return
+    if not yes and not click.confirm(f"Send {rendered.slug!r} to {plan.to_send} recipients?", default=False):
+        raise click.ClickException("nothing sent")
+    _run(obj, rendered, plan, rate, workers, retry_unknown)
+
+
+def _print_plan(plan: Any) -> None:
+    s = plan.statuses
+    click.echo(f"Send {plan.issue!r} to list {plan.list_name!r}:")
+    if plan.send_id is None:
+        click.echo(f"  {plan.to_send} recipients (subscribed {s.get('subscribed', 0)}, "
+                   f"of whom suppressed {plan.suppressed})")
+    else:
+        led = plan.ledger
+        click.echo(f"  resuming: {led.get('sent', 0)} sent, {led.get('failed', 0)} failed, "
+                   f"{led.get('skipped', 0)} skipped, {led.get('pending', 0)} still to send")
+        if led.get("sending"):
+            click.echo(f"  {led['sending']} unknown (a crash left them 'sending'; they may have gone out): "
+                       "not resent unless --retry-unknown")
+    click.echo(f"  not sent to: {s.get('unsubscribed', 0)} unsubscribed, {s.get('unconfirmed', 0)} unconfirmed, "
+               f"{plan.suppressed} suppressed")
+
+
+def _print_sample(template: Any) -> None:
+    from mailer import Recipient
+    sample = Recipient("reader@example.org", "Alex Sample", {}, "https://example.org/u/SAMPLE")
+    click.echo(f"  sample subject: {template.subject_for(sample)}")
+
+
+def _run(obj: Obj, rendered: Any, plan: Any, rate: float | None, workers: int, retry_unknown: bool) -> None:
+    from mailer import MessageTemplate, run_send
+    from mailer.sending import start_send
+    from subscribers import Tokens
+
+    from .progress import send_progress
+    from .sending import envelope, pace, transport
+    settings = obj.settings
+    sender = transport(settings)
+    per_second, quota_left = pace(settings, rate, sender)
+    template = MessageTemplate(rendered, envelope(settings, plan.list_name))
+    send_id = start_send(obj.db, plan, rendered.subject)
+    total = plan.to_send if plan.send_id is None else plan.ledger.get("pending", 0)
+    click.echo(f"Sending at up to {per_second:g} messages/s with {workers} workers through {sender.name}.")
+    with send_progress(total) as progress:
+        result = run_send(obj.db, send_id, template, sender, Tokens(settings.secret), settings.base_url,
+                          rate=per_second, workers=workers, retry_unknown=retry_unknown,
+                          quota_left=quota_left, on_progress=progress)
+    click.echo(f"Done: {result.sent} sent, {result.failed} failed, {result.skipped} skipped.")
+
+
+@click.command("test-send")
+@click.argument("issue", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--to", "addresses", multiple=True, required=True, help="An address to send a proof to.")
+@click.option("--force", is_flag=True, help="Send even if `check` finds errors.")
+@click.pass_obj
+@edge
+def test_send(obj: Obj, issue: Path, addresses: tuple[str, ...], force: bool) -> None:
+    """Send proofs of ISSUE.yaml to any address (outside the ledger)."""
+    from mailer import MessageTemplate, send_proofs
+    from subscribers import Tokens, normalise
+
+    from .sending import checked_render, envelope, require, transport
+    settings = obj.settings
+    require(settings, "from_address", "secret")
+    targets = [normalise(a).email for a in addresses]
+    rendered = checked_render(issue, settings, force)
+    ids = send_proofs(MessageTemplate(rendered, envelope(settings, "proofs")), transport(settings),
+                      Tokens(settings.secret), settings.base_url, targets)
+    for address, message_id in zip(targets, ids, strict=True):
+        click.echo(f"Proof sent to {address} ({message_id}).")
+
+
+@click.command()
+@click.argument("slug")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (design §4).")
+@click.pass_obj
+@edge
+def report(obj: Obj, slug: str, as_json: bool) -> None:
+    """What happened to each send of an issue."""
+    from mailer import report as make_report
+    rows = make_report(obj.db, slug)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        raise click.ClickException(f"no send of {slug!r} yet")
+    for row in rows:
+        click.echo(f"{row['issue']} -> {row['list']}: {row['recipients']} recipients, {row['sent']} sent, "
+                   f"{row['failed']} failed, {row['pending']} pending")
