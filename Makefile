@@ -47,6 +47,7 @@ snapshots: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
 	$(BIN)/python bench/bench_subscribers.py
+	$(BIN)/python bench/bench_send.py
 
 clean:
 	rm -rf dist outbox demo.db demo.db-wal demo.db-shm .pytest_cache .mypy_cache .ruff_cache
