@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
