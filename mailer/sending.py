@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from subscribers import (
     Database,
@@ -96,6 +97,15 @@ def start_send(db: Database, plan: Plan, subject: str) -> int:
     """Create the send and freeze its recipients, or return the existing one (resume)."""
     if plan.send_id is not None:
         return plan.send_id
+    try:
+        return _create_send(db, plan, subject)
+    except IntegrityError:  # another process created it between our look and our insert: join it
+        with db.begin() as conn:
+            return int(conn.execute(select(sends.c.id).where(
+                sends.c.issue == plan.issue, sends.c.list_name == plan.list_name)).scalar_one())
+
+
+def _create_send(db: Database, plan: Plan, subject: str) -> int:
     with db.begin() as conn:
         existing = conn.execute(select(sends.c.id).where(
             sends.c.issue == plan.issue, sends.c.list_name == plan.list_name)).scalar()
@@ -220,6 +230,7 @@ class _Run:
         self.in_flight: set[Future[dict[str, Any]]] = set()
         self.outcomes: list[dict[str, Any]] = []
         self.exhausted = False
+        self.flushed = time.monotonic()
 
     def loop(self, pool: ThreadPoolExecutor) -> None:
         # Claim the next rows while the last ones are still in flight: no worker
@@ -274,7 +285,8 @@ class _Run:
             if self.quota_left is not None:
                 self.quota_left -= outcome["d_attempts"]
             self.outcomes.append(outcome)
-        if len(self.outcomes) >= 50 or not self.in_flight:
+        # Write outcomes often: a row sent but not yet recorded is "unknown" after a crash.
+        if len(self.outcomes) >= 50 or not self.in_flight or time.monotonic() - self.flushed > 0.25:
             self._flush()
         if self.consecutive >= MAX_CONSECUTIVE_ERRORS and self.result.stopped is None:
             self.result.stopped = f"{self.consecutive} errors in a row; the send stopped and will resume"
@@ -290,6 +302,7 @@ class _Run:
             result.failed += 1
         else:
             result.released += 1  # not attempted, or not accepted: back to pending
+            self.exhausted = False  # ...and to be claimed again, unless the send is stopping
         if error is not None:
             self.consecutive += 1
             key = error.code or type(error).__name__
@@ -298,6 +311,7 @@ class _Run:
                 result.stopped = f"{error}; the send stopped and will resume where it left off"
 
     def _flush(self) -> None:
+        self.flushed = time.monotonic()
         _record(self.db, self.outcomes)
         self.outcomes = []
         if self.on_progress is not None:
