@@ -22,6 +22,7 @@ from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from typing import Any
 
 from components import RenderedIssue, compile_template, fill
+from subscribers import SubscribersError, normalise
 
 from .errors import MailerError
 
@@ -90,8 +91,11 @@ class MessageTemplate:
     """A send's messages: prepared once, personalised per recipient in microseconds."""
 
     def __init__(self, rendered: RenderedIssue, envelope: Envelope):
-        if not parseaddr(envelope.sender)[1]:
-            raise MailerError(f"the From address {envelope.sender!r} is not an address (set NEWSLETTER_FROM)")
+        name, address = parseaddr(envelope.sender)
+        try:
+            normalise(address)
+        except SubscribersError:
+            raise MailerError(f"the From address {envelope.sender!r} is not an address (set NEWSLETTER_FROM)") from None
         self.envelope = envelope
         self.subject = compile_template(rendered.subject, escape=False)
         self.text = _Part(rendered.text, html=False)
@@ -99,7 +103,7 @@ class MessageTemplate:
         self.domain = parseaddr(envelope.sender)[1].rpartition("@")[2] or "localhost"
         self.boundary = "=_nl_" + secrets.token_hex(12)  # QP output never contains "=_"
         self._static = CRLF.join([
-            f"From: {_header_value(envelope.sender)}",
+            f"From: {formataddr((name, address), charset='utf-8')}",
             "MIME-Version: 1.0",
             f"List-Id: {envelope.list_id}",
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
@@ -128,7 +132,8 @@ class MessageTemplate:
             unsubscribe += f", <mailto:{self.envelope.list_unsubscribe_mailto}?subject=unsubscribe>"
         headers = CRLF.join([
             self._static,
-            f"To: {formataddr((recipient.name, recipient.email), charset='utf-8')}",
+            # A line break in a name must not become a header of its own.
+            f"To: {formataddr((' '.join(recipient.name.split()), recipient.email), charset='utf-8')}",
             f"Subject: {_header_value(''.join(fill(self.subject, values, escape=False)))}",
             f"Date: {self._now()}",
             f"Message-ID: {make_msgid(domain=self.domain)}",

@@ -32,7 +32,7 @@ class RateLimiter:
         while True:
             with self._lock:
                 self._refill()
-                if self._tokens >= 1:
+                if self._tokens >= 1 - 1e-9:  # float rounding must not leave us a hair short forever
                     self._tokens -= 1
                     return
                 wait = (1 - self._tokens) / self.rate

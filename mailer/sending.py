@@ -182,6 +182,10 @@ class _Sender:
                     return outcome
                 self.sleep(min(30.0, 0.5 * 2 ** attempt) * (0.5 + random.random()))  # backoff with jitter
                 continue
+            except Exception as exc:  # noqa: BLE001  (a bug, not a refusal: whether it went out is unknown)
+                self.stop.set()
+                outcome.update(d_state="sending", unknown=exc)
+                return outcome
             outcome.update(d_state="sent", d_error=None, d_sent=_utcnow())
             outcome.pop("error", None)
             return outcome
@@ -281,6 +285,10 @@ class _Run:
     def _collect(self, done: Any) -> None:
         for future in done:
             outcome = future.result()
+            unknown = outcome.pop("unknown", None)
+            if unknown is not None:  # left `sending`: reported as unknown, never resent by itself
+                self.result.stopped = f"unexpected error from the transport: {unknown!r}; the send stopped"
+                continue
             self._tally(outcome, outcome.pop("error", None))
             if self.quota_left is not None:
                 self.quota_left -= outcome["d_attempts"]
