@@ -31,9 +31,9 @@ def send(obj: Obj, issue: Path, list_name: str, dry_run: bool, yes: bool, rate: 
     rendered = checked_render(issue, settings, force)
     plan = plan_send(obj.db, rendered.slug, list_name)
     _print_plan(plan)
-    if dry_run:
-        require(settings, "from_address")
-        _print_sample(MessageTemplate(rendered, envelope(settings, list_name)))
+    if dry_run:  # a preview needs no sender: a placeholder stands in
+        sample = settings.with_overrides(from_address=settings.from_address or "newsletter@example.org")
+        _print_sample(MessageTemplate(rendered, envelope(sample, list_name)))
         click.echo("Dry run: nothing was sent.")
         return
     require(settings, "from_address", "secret")
@@ -63,9 +63,18 @@ def _print_plan(plan: Any) -> None:
 
 
 def _print_sample(template: Any) -> None:
+    """The subject and the start of the text part, as a sample reader would get them."""
+    import email
+    import email.policy
+
     from mailer import Recipient
     sample = Recipient("reader@example.org", "Alex Sample", {}, "https://example.org/u/SAMPLE")
+    message = email.message_from_bytes(template.personalise(sample), policy=email.policy.default)
+    text = next(message.iter_parts()).get_content()  # type: ignore[attr-defined]
     click.echo(f"  sample subject: {template.subject_for(sample)}")
+    click.echo("  sample text part:")
+    for line in text.splitlines()[:12]:
+        click.echo(f"    {line}")
 
 
 def _run(obj: Obj, rendered: Any, plan: Any, rate: float | None, workers: int, retry_unknown: bool) -> None:

@@ -261,3 +261,26 @@ def test_concurrent_start_of_one_send_joins_it_on_postgresql(db_url: str, tmp_pa
         release.set()
         db_a.dispose()
         db_b.dispose()
+
+
+def test_ctrl_c_stops_after_in_flight_messages_and_resumes(tmp_path: Path) -> None:
+    # SIGINT is Ctrl-C: in-flight messages finish, claimed-but-unsent rows go back to pending,
+    # nothing is left unknown, and running again finishes the send with one copy each.
+    database_url = f"sqlite:///{tmp_path / 'news.db'}"
+    outbox = tmp_path / "outbox"
+    env = cli_env(database_url, NEWSLETTER_TRANSPORT="file", NEWSLETTER_OUTBOX=str(outbox))
+    addresses = setup_list(database_url, tmp_path, 40)
+    send = [str(ISSUE), "--list", "news"]
+    process = subprocess.Popen([str(NEWSLETTER), "send", *send, "--yes", "--rate", "10"], env=env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: len(emls(outbox)) >= 5 or process.poll() is not None, 60, "5 messages in the outbox")
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1, (out, err)
+    assert "interrupted" in err and "Traceback" not in err
+    rows = ledger(database_url)
+    assert not [r for r in rows if r["state"] == "sending"], "Ctrl-C must not leave rows unknown"
+    sent_before = {r["email"] for r in rows if r["state"] == "sent"}
+    assert set(files_by_address(outbox)) == sent_before and 5 <= len(sent_before) < 40
+    newsletter(["send", *send, "--yes", "--rate", "500"], env, tmp_path)
+    assert copies(outbox) == Counter({a: 1 for a in addresses})
