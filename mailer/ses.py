@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from .errors import TransportError
 
@@ -41,7 +41,9 @@ def _classify(exc: Exception) -> TransportError:
         return TransportError(f"SES {code or status}: {message}", code=code,
                               retryable=code in RETRYABLE or status >= 500 or status == 429,
                               fatal=code in FATAL)
-    return TransportError(f"SES unreachable: {exc}", retryable=True)
+    if isinstance(exc, EndpointConnectionError):  # nothing answers: stop, resumably, rather than retry
+        return TransportError(f"cannot reach SES: {exc}", fatal=True)
+    return TransportError(f"SES: {exc}", retryable=True)
 
 
 class SesTransport:

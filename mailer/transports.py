@@ -62,9 +62,12 @@ class SmtpTransport:
             self._connection().sendmail(sender, [to], raw)
         except smtplib.SMTPRecipientsRefused as exc:
             raise TransportError(f"SMTP refused {to}: {exc.recipients}") from None
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+        except smtplib.SMTPServerDisconnected as exc:
             self._local.smtp = None
             raise TransportError(f"SMTP {self.host}:{self.port}: {exc}", retryable=True) from None
+        except OSError as exc:  # no relay there at all: stop (resumably) rather than retry for minutes
+            self._local.smtp = None
+            raise TransportError(f"cannot reach the SMTP relay {self.host}:{self.port}: {exc}", fatal=True) from None
         except smtplib.SMTPException as exc:
             raise TransportError(f"SMTP: {exc}", retryable=True) from None
         return f"smtp-{uuid.uuid4().hex}"
