@@ -259,3 +259,18 @@ def test_with_overrides_applies_flags_over_everything(tmp_path: Path) -> None:
     assert flagged.base_url == "https://flag.example"
     assert flagged.ses_max_rate is None
     assert s.base_url == "https://env.example"  # the original is unchanged
+
+
+def test_the_sample_file_is_valid_with_every_setting_uncommented(tmp_path) -> None:
+    # newsletter.toml.sample documents every setting; each must be one load_settings accepts.
+    import re
+
+    from newsletter.config import load_settings
+
+    from .conftest import ROOT
+    text = (ROOT / "newsletter.toml.sample").read_text("utf-8")
+    full = tmp_path / "newsletter.toml"
+    full.write_text(re.sub(r"(?m)^# ([a-z_]+ = .*)$", r"\1", text), "utf-8")
+    settings = load_settings(full, {})
+    assert settings.smtp_url == "smtp://localhost:25" and settings.ses_max_rate == 14.0
+    assert settings.unsubscribe_mailto and settings.sns_topic_arns and settings.from_address
