@@ -13,12 +13,14 @@ unsubscribe (RFC 8058) in Gmail and Yahoo.
 from __future__ import annotations
 
 import binascii
+import re
 import secrets
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.header import Header
-from email.utils import format_datetime, formataddr, make_msgid, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
 from typing import Any
 
 from components import RenderedIssue, compile_template, fill
@@ -51,6 +53,19 @@ class Recipient:
 
 def _qp(text: str) -> bytes:
     return binascii.b2a_qp(text.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9 '!#$%&*+/=?^_`{|}~-]*")  # RFC 5322 atext and spaces: no quoting needed
+
+
+def _to(recipient: Recipient) -> str:
+    # A line break in a name must not become a header of its own.
+    name = " ".join(recipient.name.split())
+    if not name:
+        return recipient.email
+    if _PLAIN_NAME.fullmatch(name) and recipient.email.isascii():  # the common case, ten times cheaper
+        return f"{name} <{recipient.email}>"
+    return formataddr((name, recipient.email), charset="utf-8")
 
 
 def _header_value(value: str) -> str:
@@ -132,11 +147,10 @@ class MessageTemplate:
             unsubscribe += f", <mailto:{self.envelope.list_unsubscribe_mailto}?subject=unsubscribe>"
         headers = CRLF.join([
             self._static,
-            # A line break in a name must not become a header of its own.
-            f"To: {formataddr((' '.join(recipient.name.split()), recipient.email), charset='utf-8')}",
+            f"To: {_to(recipient)}",
             f"Subject: {_header_value(''.join(fill(self.subject, values, escape=False)))}",
             f"Date: {self._now()}",
-            f"Message-ID: {make_msgid(domain=self.domain)}",
+            f"Message-ID: <{uuid.uuid4().hex}@{self.domain}>",
             f"List-Unsubscribe: {unsubscribe}",
         ])
         # One join of bytes: the HTML part is ~100 KB, and every extra copy shows.
