@@ -35,7 +35,9 @@ def export_csv(db: Database, list_name: str, out: Path | None = None,
                        ).select_from(subscribers.join(memberships)).where(
             memberships.c.list_id == mailing_list.id).order_by(subscribers.c.id)
         compiled = query.compile(dialect=conn.dialect)
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        raw = conn.connection.driver_connection
+        # PostgreSQL: a named (server-side) cursor, or psycopg fetches every row at once.
+        cursor = raw.cursor(name="newsletter_export") if conn.dialect.name == "postgresql" else raw.cursor()  # type: ignore[union-attr]
         params = compiled.params if compiled.positiontup is None else [compiled.params[n] for n in compiled.positiontup]
         cursor.execute(compiled.string, params)
         if out is None:
