@@ -13,6 +13,7 @@ unsubscribe (RFC 8058) in Gmail and Yahoo.
 from __future__ import annotations
 
 import binascii
+import datetime as dt
 import re
 import secrets
 import time
@@ -134,7 +135,7 @@ class MessageTemplate:
     def _now(self) -> str:
         second = int(time.time())
         if self._date[0] != second:  # formatting a date costs more than the rest of a header block
-            self._date = (second, format_datetime(time_to_datetime(second)))
+            self._date = (second, format_datetime(dt.datetime.fromtimestamp(second, dt.UTC)))
         return self._date[1]
 
     def subject_for(self, recipient: Recipient) -> str:
@@ -159,7 +160,3 @@ class MessageTemplate:
             self._html_head, *self.html.pieces(values), self._end,
         ])
 
-
-def time_to_datetime(second: int) -> Any:
-    import datetime as dt
-    return dt.datetime.fromtimestamp(second, dt.UTC)

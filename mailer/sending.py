@@ -13,6 +13,7 @@ FOR UPDATE SKIP LOCKED, so no row is claimed twice.
 """
 from __future__ import annotations
 
+import datetime as dt
 import random
 import re
 import threading
@@ -192,8 +193,7 @@ class _Sender:
         return outcome  # still throttled after every attempt: back to pending, counted as an error
 
 
-def _utcnow() -> Any:
-    import datetime as dt
+def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 

@@ -111,7 +111,7 @@ def _columns(header: list[str], source: CsvSource) -> _Columns:
 class _Rejects:
     """Rejected rows, as they were, with line number and reason; spooled to disk."""
 
-    def __init__(self, header: list[str] | None = None):
+    def __init__(self) -> None:
         self.spool = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")
         self.writer = csv.writer(self.spool)
         self.count = 0
