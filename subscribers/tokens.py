@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from dataclasses import dataclass
 
 from itsdangerous import BadData, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode
 
 from .errors import SubscribersError
 
@@ -48,7 +50,9 @@ class Tokens:
         self._unsubscribe_signer = self._unsubscribe.make_signer()
 
     def unsubscribe(self, subscriber_id: int, list_id: int) -> str:
-        payload = self._unsubscribe.dump_payload([subscriber_id, list_id])
+        # What URLSafeSerializer.dumps makes, minus its zlib attempt: compressing
+        # a 9-byte payload never pays and costs ~70 us, most of a message.
+        payload = base64_encode(json.dumps([subscriber_id, list_id], separators=(",", ":")).encode("ascii"))
         return self._unsubscribe_signer.sign(payload).decode("ascii")
 
     def proof(self) -> str:

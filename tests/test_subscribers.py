@@ -178,3 +178,18 @@ def test_bad_database_url_is_a_clear_error(tmp_path):
         subs.open_database("nosuchdriver://x")
     with pytest.raises(subs.DatabaseError):
         subs.open_database(f"sqlite:///{tmp_path}/missing/dir/x.db")
+
+
+def test_unsubscribe_tokens_are_itsdangerous_tokens_and_purpose_bound():
+    tokens = subs.Tokens("k")
+    for ids in ((0, 0), (7, 3), (123456789, 12)):
+        token = tokens.unsubscribe(*ids)
+        assert token == tokens._unsubscribe.dumps(list(ids))  # the library's own format, made faster
+        assert (tokens.read_unsubscribe(token).subscriber_id, tokens.read_unsubscribe(token).list_id) == ids
+    with pytest.raises(subs.InvalidToken):
+        tokens.read_unsubscribe(tokens.confirm(7, 3))  # a confirmation link is not an unsubscribe link
+    with pytest.raises(subs.InvalidToken):
+        subs.Tokens("other").read_unsubscribe(tokens.unsubscribe(7, 3))
+    with pytest.raises(subs.InvalidToken):
+        tokens.read_unsubscribe(tokens.unsubscribe(7, 3)[:-2] + "xx")
+    assert tokens.read_unsubscribe(tokens.proof()).is_proof
