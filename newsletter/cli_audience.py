@@ -56,12 +56,13 @@ def lists_ls(obj: Obj, as_json: bool) -> None:
 @click.pass_obj
 @edge
 def lists_rm(obj: Obj, name: str, yes: bool) -> None:
-    """Remove the list NAME and its memberships (subscribers and suppressions stay)."""
+    """Remove the list NAME and its memberships (subscribers, suppressions and unsubscribes stay)."""
     from subscribers import remove_list
     if not yes and not click.confirm(f"Remove list {name!r} and all its memberships?", default=False):
         raise click.ClickException("nothing removed")
-    removed = remove_list(obj.db, name)
-    click.echo(f"Removed list {name!r} ({removed} memberships).")
+    removed, kept = remove_list(obj.db, name)
+    note = f"; {kept} unsubscribed kept, so they stay unsubscribed if the list is created again" if kept else ""
+    click.echo(f"Removed list {name!r} ({removed} memberships{note}).")
 
 
 @click.group()

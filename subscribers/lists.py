@@ -28,11 +28,18 @@ def _row(row: Any) -> MailingList:
 
 
 def create_list(db: Database, name: str, title: str = "", double_opt_in: bool = False) -> MailingList:
+    """Create a list; a removed list of that name comes back, with its unsubscribes."""
     if not NAME.match(name):
         raise SubscribersError(
             f"{name!r} is not a valid list name: use lower-case letters, digits, '-' and '_' (e.g. news)")
     try:
         with db.begin() as conn:
+            removed = conn.execute(select(lists.c.id).where(lists.c.name == name, lists.c.removed_at.is_not(None)))
+            old_id = removed.scalar()
+            if old_id is not None:
+                conn.execute(lists.update().where(lists.c.id == old_id).values(
+                    removed_at=None, title=title or name, double_opt_in=double_opt_in))
+                return MailingList(old_id, name, title or name, double_opt_in)
             new_id = conn.execute(lists.insert().values(
                 name=name, title=title or name, double_opt_in=double_opt_in, created_at=utcnow(),
             )).inserted_primary_key[0]  # type: ignore[index]
@@ -42,9 +49,10 @@ def create_list(db: Database, name: str, title: str = "", double_opt_in: bool = 
 
 
 def get_list(conn: Connection, name: str) -> MailingList:
-    row = conn.execute(select(lists).where(lists.c.name == name)).first()
+    row = conn.execute(select(lists).where(lists.c.name == name, lists.c.removed_at.is_(None))).first()
     if row is None:
-        known = [r.name for r in conn.execute(select(lists.c.name).order_by(lists.c.name))]
+        known = [r.name for r in conn.execute(
+            select(lists.c.name).where(lists.c.removed_at.is_(None)).order_by(lists.c.name))]
         hint = f" (lists: {', '.join(known)})" if known else " (no lists yet: `newsletter lists create NAME`)"
         raise ListNotFound(f"no list named {name!r}{hint}")
     return _row(row)
@@ -59,7 +67,7 @@ def list_lists(db: Database) -> list[dict[str, Any]]:
         for list_id, status, n in conn.execute(query):
             counts.setdefault(list_id, {})[status] = n
         out = []
-        for row in conn.execute(select(lists).order_by(lists.c.name)):
+        for row in conn.execute(select(lists).where(lists.c.removed_at.is_(None)).order_by(lists.c.name)):
             c = counts.get(row.id, {})
             out.append({
                 "name": row.name, "title": row.title, "double_opt_in": bool(row.double_opt_in),
@@ -69,10 +77,18 @@ def list_lists(db: Database) -> list[dict[str, Any]]:
         return out
 
 
-def remove_list(db: Database, name: str) -> int:
-    """Delete a list and its memberships; subscribers and suppressions stay. Returns members removed."""
+def remove_list(db: Database, name: str) -> tuple[int, int]:
+    """Remove a list and its memberships; returns (memberships removed, unsubscribed kept).
+
+    Subscribers and suppressions stay, and so do the list's unsubscribed
+    memberships (with the list, marked removed): whoever left it must stay
+    left if a list of that name is created again (the law, not a preference).
+    """
     with db.begin() as conn:
         mailing_list = get_list(conn, name)
-        removed = conn.execute(memberships.delete().where(memberships.c.list_id == mailing_list.id)).rowcount
-        conn.execute(lists.delete().where(lists.c.id == mailing_list.id))
-        return int(removed)
+        removed = conn.execute(memberships.delete().where(
+            memberships.c.list_id == mailing_list.id, memberships.c.status != "unsubscribed")).rowcount
+        conn.execute(lists.update().where(lists.c.id == mailing_list.id).values(removed_at=utcnow()))
+        kept = conn.execute(select(func.count()).select_from(memberships).where(
+            memberships.c.list_id == mailing_list.id)).scalar_one()
+        return int(removed), int(kept)

@@ -28,6 +28,9 @@ lists = Table(
     Column("title", String(200), nullable=False, server_default=""),
     Column("double_opt_in", Boolean, nullable=False, server_default=false()),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Set by `lists rm`: the list is gone, but its unsubscribed members are kept,
+    # so a list re-created under the same name cannot mail them again.
+    Column("removed_at", DateTime(timezone=True)),
 )
 
 subscribers = Table(

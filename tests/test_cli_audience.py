@@ -143,11 +143,14 @@ def test_lists_create_ls_and_rm(cli) -> None:
     assert refused.exit_code == 1
     assert [x["name"] for x in json.loads(ok(cli("lists", "ls", "--json")))] == ["news", "plain"]
     removed = ok(cli("lists", "rm", "news", "--yes"))
-    assert "'news'" in removed and "2 memberships" in removed
+    # One membership goes; grace's unsubscription stays, so she is never mailed if "news" comes back.
+    assert "'news'" in removed and "1 memberships" in removed and "1 unsubscribed" in removed
     assert [x["name"] for x in json.loads(ok(cli("lists", "ls", "--json")))] == ["plain"]
     # The people stay; only their memberships of that list went.
     shown = json.loads(ok(cli("subscribers", "show", "ada@example.com", "--json")))
     assert shown["lists"] == []
+    kept = json.loads(ok(cli("subscribers", "show", "grace@example.com", "--json")))
+    assert [(m["list"], m["status"]) for m in kept["lists"]] == [("news", "unsubscribed")]
 
 
 # --- subscribers add / show ------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ def test_migrations_create_the_schema_once(db_url):
     db = subs.open_database(db_url)
     try:
         assert {"lists", "subscribers", "memberships", "suppressions", "alembic_version"} <= set(table_names(db))
-        assert current_revisions(db) == head_revisions(db) == {"0001"}
+        assert current_revisions(db) == head_revisions(db) == {"0002"}
         assert subs.upgrade(db) is False  # already at head: nothing to do
     finally:
         db.dispose()
@@ -43,7 +43,7 @@ def test_lists_create_ls_rm(db):
     found = {item["name"]: item for item in subs.list_lists(db)}
     assert found["news"]["subscribed"] == 1 and found["news"]["double_opt_in"] is True
     assert found["events"]["subscribed"] == 0 and found["events"]["title"] == "events"
-    assert subs.remove_list(db, "news") == 1
+    assert subs.remove_list(db, "news") == (1, 0)
     assert [item["name"] for item in subs.list_lists(db)] == ["events"]
     assert _count(db, subscribers) == 1  # people stay; only the list and its memberships go
     with pytest.raises(subs.ListNotFound, match="events"):
@@ -193,3 +193,23 @@ def test_unsubscribe_tokens_are_itsdangerous_tokens_and_purpose_bound():
     with pytest.raises(subs.InvalidToken):
         tokens.read_unsubscribe(tokens.unsubscribe(7, 3)[:-2] + "xx")
     assert tokens.read_unsubscribe(tokens.proof()).is_proof
+
+
+def test_a_removed_list_created_again_keeps_who_left(db, tmp_path):
+    subs.create_list(db, "news")
+    for address in ("stay@example.org", "left@example.org"):
+        subs.add_subscriber(db, address, "news")
+    subs.unsubscribe(db, "left@example.org", "news")
+    assert subs.remove_list(db, "news") == (1, 1)
+    assert subs.list_lists(db) == []
+    with pytest.raises(subs.ListNotFound):
+        subs.add_subscriber(db, "stay@example.org", "news")
+    subs.create_list(db, "news", "News again")
+    assert [item["title"] for item in subs.list_lists(db)] == ["News again"]
+    csv = tmp_path / "again.csv"
+    csv.write_text("email\nstay@example.org\nleft@example.org\n", "utf-8")
+    report = subs.import_csv(db, csv, "news")
+    assert (report.added, report.skipped_unsubscribed) == (1, 1)
+    with pytest.raises(subs.NotAllowed):
+        subs.add_subscriber(db, "left@example.org", "news")
+    assert subs.show(db, "left@example.org")["lists"][0]["status"] == "unsubscribed"
