@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import shutil
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from hypothesis import strategies as st
 import components
 from components import ComponentError, Issue, IssueInvalid, load_issue, render_issue
 from tests.conftest import ISSUES
+from tests.test_validation import parsed
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Rendering runs MJML and premailer (tens of ms); fewer examples keep the suite quick.
@@ -198,24 +198,9 @@ ISSUES_TREES = st.fixed_dictionaries(
 )
 
 
-class _Tags(HTMLParser):
-    """Every start tag and attribute, as a browser would see them (escaped text is not a tag)."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[str] = []
-        self.attrs: list[tuple[str, str, str]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append(tag)
-        self.attrs += [(tag, name, value or "") for name, value in attrs]
-
-
 def assert_safe(html: str) -> None:
     assert "<script" not in html.lower()
-    doc = _Tags()
-    doc.feed(html)
-    doc.close()
+    doc = parsed(html)
     assert "script" not in doc.tags and "iframe" not in doc.tags
     for tag, name, value in doc.attrs:
         assert not name.startswith("on"), f"event handler <{tag} {name}={value!r}>"
