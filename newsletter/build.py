@@ -5,7 +5,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from components import Footer, RenderedIssue, load_issue, load_theme, render_issue
+from components import Footer, Issue, RenderedIssue, load_issue, load_theme, render_issue
 
 from .config import Settings
 
@@ -20,9 +20,13 @@ def footer_for(theme_name: str, settings: Settings) -> Footer:
     )
 
 
+def render_configured(issue: Issue, settings: Settings, base_url: str | None = None) -> RenderedIssue:
+    """Render as configured: the settings' base URL (unless given) and footer."""
+    return render_issue(issue, base_url=base_url or settings.base_url, footer=footer_for(issue.fields.theme, settings))
+
+
 def render(issue_path: Path, settings: Settings) -> RenderedIssue:
-    issue = load_issue(issue_path)
-    return render_issue(issue, base_url=settings.base_url, footer=footer_for(issue.fields.theme, settings))
+    return render_configured(load_issue(issue_path), settings)
 
 
 def write_build(rendered: RenderedIssue, out: Path) -> Path:

@@ -4,9 +4,9 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from components import Finding, IssueInvalid, check_issue, findings_from_invalid, load_issue, render_issue
+from components import Finding, IssueInvalid, check_issue, findings_from_invalid, load_issue
 
-from .build import footer_for
+from .build import render_configured
 from .config import Settings
 
 
@@ -15,8 +15,7 @@ def check_file(path: Path, settings: Settings) -> list[Finding]:
         issue = load_issue(path)
     except IssueInvalid as exc:
         return findings_from_invalid(exc)
-    rendered = render_issue(issue, base_url=settings.base_url, footer=footer_for(issue.fields.theme, settings))
-    return check_issue(issue, rendered)
+    return check_issue(issue, render_configured(issue, settings))
 
 
 def check_files(paths: list[Path], settings: Settings) -> list[Finding]:

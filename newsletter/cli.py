@@ -77,10 +77,6 @@ def main(ctx: click.Context, config: Path | None) -> None:
     ctx.obj = Obj(config)
 
 
-def _issue_path(value: str) -> Path:
-    return Path(value)
-
-
 @main.command()
 @click.argument("issue", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("dist"),

@@ -139,12 +139,11 @@ def screenshots(url: str, folder: Path) -> dict[str, Path]:
 
 def serve_preview(issue_path: Path, settings: Settings, port: int,
                   on_ready: Callable[[str], None], shots: Path | None = None) -> dict[str, Path] | None:
-    from .build import footer_for
+    from .build import render_configured
 
-    def render() -> RenderedIssue:
-        issue = components.load_issue(issue_path)
+    def render() -> RenderedIssue:  # images are served by the preview itself, so it is the base URL
         base = f"http://127.0.0.1:{server.server_address[1]}"
-        return components.render_issue(issue, base_url=base, footer=footer_for(issue.fields.theme, settings))
+        return render_configured(components.load_issue(issue_path), settings, base_url=base)
 
     server = make_server(lambda: render(), issue_path, port)
     url = f"http://127.0.0.1:{server.server_address[1]}/"

@@ -5,9 +5,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from components import RenderedIssue, check_issue, load_issue, render_issue
+from components import RenderedIssue, check_issue, load_issue
 
-from .build import footer_for
+from .build import render_configured
 from .config import Settings
 from .errors import NewsletterError
 
@@ -22,7 +22,7 @@ def require(settings: Settings, *names: str) -> None:
 def checked_render(issue_path: Path, settings: Settings, force: bool) -> RenderedIssue:
     """Render the issue; refuse one with check errors unless forced (design §4)."""
     issue = load_issue(issue_path)
-    rendered = render_issue(issue, base_url=settings.base_url, footer=footer_for(issue.fields.theme, settings))
+    rendered = render_configured(issue, settings)
     errors = [f for f in check_issue(issue, rendered) if f.level == "error"]
     if errors and not force:
         listed = "\n".join(f"  {f}" for f in errors)
