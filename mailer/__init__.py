@@ -20,6 +20,8 @@ _EXPORTS = {
     "send_proofs": ".sending",
     "report": ".report",
     "make_transport": ".transports",
+    "Event": ".events", "MalformedEvent": ".events", "parse_body": ".events", "parse_ses": ".events",
+    "Applied": ".policy", "Policy": ".policy", "apply": ".policy", "take": ".policy",
 }
 __all__ = ["MIGRATIONS", *sorted(_EXPORTS)]
 
@@ -34,7 +36,9 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:
     from .errors import MailerError, SendStopped, TransportError
+    from .events import Event, MalformedEvent, parse_body, parse_ses
     from .message import Envelope, MessageTemplate, Recipient
+    from .policy import Applied, Policy, apply, take
     from .ratelimit import RateLimiter
     from .report import report
     from .sending import Plan, SendResult, plan_send, run_send, send_proofs

@@ -20,3 +20,7 @@ class TransportError(MailerError):
 
 class SendStopped(MailerError):
     """The send stopped before the end (quota, pause, Ctrl-C); running it again resumes."""
+
+
+class QueueError(MailerError):
+    """SQS could not be read or written (the events wait in the queue)."""

@@ -10,7 +10,7 @@ when the row's turn comes, and `forget` nulls the subscriber id.
 """
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text
+from sqlalchemy import JSON, Boolean, Column, DateTime, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -39,4 +39,39 @@ deliveries = Table(
     Column("attempts", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True)),
+)
+
+# Every SES event, one row per recipient, kept and attributed to its send
+# (design §8). `key` makes applying the same notification twice a no-op.
+# `email` and `raw` hold the address and are erased by `forget`; the hash stays.
+events = Table(
+    "events", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(500), nullable=False, unique=True),
+    Column("kind", String(30), nullable=False),
+    Column("email", String(320)),
+    Column("email_hash", String(64)),
+    Column("hard", Boolean),
+    Column("bounce_type", String(40)),
+    Column("bounce_subtype", String(60)),
+    Column("detail", JSON, nullable=False),
+    Column("message_id", String(200)),
+    Column("send_id", Integer),
+    Column("delivery_id", Integer),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("source", String(20), nullable=False),
+    Column("sns_message_id", String(100)),
+    Column("raw", Text),
+)
+
+# What arrived and could not be read (not JSON, not SNS, an unknown type):
+# kept for a human to look at, so it never blocks the queue.
+inbound_errors = Table(
+    "inbound_errors", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source", String(20), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
 )

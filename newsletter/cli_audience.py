@@ -136,16 +136,17 @@ def subscribers_export(obj: Obj, list_name: str, out: Path | None) -> None:
 @click.pass_obj
 @edge
 def subscribers_show(obj: Obj, email: str, as_json: bool) -> None:
-    """Everything held about one person (GDPR access)."""
+    """Everything held about one person (GDPR access); the human form also lists their SES events."""
+    from mailer.history import events_of
     from subscribers import show
     record = show(obj.db, email)
-    if as_json:
+    if as_json:  # exactly design §4's keys: other tools read this
         click.echo(json.dumps(record, indent=2, ensure_ascii=False))
         return
-    _print_record(record)
+    _print_record(record, events_of(obj.db, email))
 
 
-def _print_record(record: dict[str, Any]) -> None:
+def _print_record(record: dict[str, Any], events: list[dict[str, Any]]) -> None:
     click.echo(f"{record['email']}" + (f" ({record['name']})" if record["name"] else ""))
     if record["suppressed"]:
         click.echo(f"  suppressed: {record['suppression_reason']}")
@@ -154,6 +155,12 @@ def _print_record(record: dict[str, Any]) -> None:
     for membership in record["lists"]:
         when = membership["unsubscribed_at"] or membership["subscribed_at"]
         click.echo(f"  list {membership['list']}: {membership['status']} ({membership['source']}, {when})")
+    for event in events:
+        what = event["kind"] + (f" ({'hard' if event['hard'] else 'soft'}: {event['bounce_type']}/"
+                                f"{event['bounce_subtype']})" if event["kind"] == "bounce" else "")
+        extra = event.get("diagnostic") or event.get("complaintFeedbackType") or ""
+        click.echo(f"  event {event['at']} {what}" + (f" [{event['send']}]" if event["send"] else "")
+                   + (f": {extra}" if extra else ""))
 
 
 @subscribers.command("unsubscribe")
@@ -177,8 +184,10 @@ def subscribers_unsubscribe(obj: Obj, email: str, list_name: str | None) -> None
 @edge
 def subscribers_forget(obj: Obj, email: str) -> None:
     """Erase everything about EMAIL; keep only a hash so it is never mailed again."""
+    from mailer.history import forget_events
     from subscribers import forget
     forget(obj.db, email)
+    forget_events(obj.db, email)
     click.echo(f"{email.strip()}: forgotten (only a hash is kept, in the suppression list).")
 
 

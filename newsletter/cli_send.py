@@ -123,17 +123,30 @@ def test_send(obj: Obj, issue: Path, addresses: tuple[str, ...], force: bool) ->
 @click.command()
 @click.argument("slug")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (design §4).")
+@click.option("--chart", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also draw sends, deliveries, bounces and complaints over time into this PNG.")
 @click.pass_obj
 @edge
-def report(obj: Obj, slug: str, as_json: bool) -> None:
-    """What happened to each send of an issue."""
+def report(obj: Obj, slug: str, as_json: bool, chart: Path | None) -> None:
+    """What happened to each send of an issue: sent, delivered, bounced, complained, unsubscribed."""
     from mailer import report as make_report
+    from mailer.report import warnings
+
+    from .reporting import report_table
     rows = make_report(obj.db, slug)
+    if not rows and not as_json:
+        raise click.ClickException(f"no send of {slug!r} yet")
+    if chart is not None:
+        from mailer.report import timeline
+
+        from .chart import draw_chart
+        draw_chart(timeline(obj.db, slug), chart, slug)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    if not rows:
-        raise click.ClickException(f"no send of {slug!r} yet")
+    click.echo(report_table(rows))
     for row in rows:
-        click.echo(f"{row['issue']} -> {row['list']}: {row['recipients']} recipients, {row['sent']} sent, "
-                   f"{row['failed']} failed, {row['pending']} pending")
+        for warning in warnings(row):
+            click.echo(f"WARNING {row['list']}: {warning}", err=True)
+    if chart is not None:
+        click.echo(f"Wrote {chart}")

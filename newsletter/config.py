@@ -31,6 +31,9 @@ class Settings:
     ses_max_rate: float | None = None
     sqs_queue_url: str | None = None
     sns_topic_arns: tuple[str, ...] = ()
+    # Transient bounces: suppress after this many within this many days, no delivery between.
+    soft_bounce_limit: int = 3
+    soft_bounce_days: int = 30
     smtp_url: str = "smtp://localhost:25"
     unsubscribe_mailto: str | None = None  # adds a mailto: to List-Unsubscribe
     # The footer every issue carries; the theme supplies these when unset.
@@ -54,6 +57,8 @@ ENV = {
     "NEWSLETTER_SES_MAX_RATE": "ses_max_rate",
     "NEWSLETTER_SQS_QUEUE_URL": "sqs_queue_url",
     "NEWSLETTER_SNS_TOPIC_ARNS": "sns_topic_arns",
+    "NEWSLETTER_SOFT_BOUNCE_LIMIT": "soft_bounce_limit",
+    "NEWSLETTER_SOFT_BOUNCE_DAYS": "soft_bounce_days",
     "NEWSLETTER_SMTP_URL": "smtp_url",
     "NEWSLETTER_UNSUBSCRIBE_MAILTO": "unsubscribe_mailto",
     "NEWSLETTER_ORGANISATION": "organisation",
@@ -61,6 +66,7 @@ ENV = {
     "NEWSLETTER_REASON": "reason",
 }
 TRANSPORTS = ("ses", "file", "smtp")
+COUNTS = ("soft_bounce_limit", "soft_bounce_days")  # whole numbers, at least 1
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -108,7 +114,7 @@ def _read_file(file: Path, errors: list[str]) -> dict[str, Any]:
 def _convert(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
     out = dict(raw)
     for key, value in raw.items():
-        if key not in ("ses_max_rate", "sns_topic_arns") and not isinstance(value, str):
+        if key not in ("ses_max_rate", "sns_topic_arns", *COUNTS) and not isinstance(value, str):
             errors.append(f"{key}: must be a string, not {value!r}")
             del out[key]
     if "transport" in out and out["transport"] not in TRANSPORTS:
@@ -122,6 +128,9 @@ def _convert(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
                 raise ValueError
         except (TypeError, ValueError):
             errors.append(f"ses_max_rate: must be a positive number, not {raw['ses_max_rate']!r}")
+    for key in COUNTS:
+        if key in out:
+            out[key] = _count(key, out[key], errors)
     if "sns_topic_arns" in out:
         value = out["sns_topic_arns"]
         items = value.split(",") if isinstance(value, str) else value
@@ -133,3 +142,16 @@ def _convert(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
     if base is not None and not str(base).startswith(("http://", "https://")):
         errors.append(f"base_url: must start with http:// or https://, not {base!r}")
     return out
+
+
+def _count(key: str, value: Any, errors: list[str]) -> int:
+    try:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        number = int(value)
+        if number < 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        errors.append(f"{key}: must be a whole number of at least 1, not {value!r}")
+        return 1
+    return number

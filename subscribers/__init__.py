@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "Member": ".audience", "eligible": ".audience", "status_counts": ".audience", "subscribed_ids": ".audience",
     "suppressed_among_subscribed": ".audience", "get_list": ".lists",
-    "Address": ".addresses", "address_hash": ".addresses", "normalise": ".addresses",
+    "Address": ".addresses", "address_hash": ".addresses", "normalise": ".addresses", "try_normalise": ".addresses",
     "export_csv": ".csv_export",
     "ImportReport": ".csv_import", "import_csv": ".csv_import",
     "Database": ".db", "open_database": ".db", "upgrade": ".db",
@@ -21,7 +21,8 @@ _EXPORTS = {
     "ListNotFound": ".errors", "NotAllowed": ".errors", "SubscriberNotFound": ".errors",
     "SubscribersError": ".errors",
     "MailingList": ".lists", "create_list": ".lists", "list_lists": ".lists", "remove_list": ".lists",
-    "add_subscriber": ".membership", "request_subscription": ".membership", "unsubscribe": ".membership",
+    "add_subscriber": ".membership", "request_subscription": ".membership", "suppress_address": ".membership",
+    "unsubscribe": ".membership", "suppression_of": ".suppression",
     "forget": ".privacy", "show": ".privacy",
     "InvalidToken": ".tokens", "Tokens": ".tokens", "UnsubscribeTarget": ".tokens",
 }
@@ -37,7 +38,7 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from .addresses import Address, address_hash, normalise
+    from .addresses import Address, address_hash, normalise, try_normalise
     from .audience import Member, eligible, status_counts, subscribed_ids, suppressed_among_subscribed
     from .csv_export import export_csv
     from .csv_import import ImportReport, import_csv
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
         SubscribersError,
     )
     from .lists import MailingList, create_list, get_list, list_lists, remove_list
-    from .membership import add_subscriber, request_subscription, unsubscribe
+    from .membership import add_subscriber, request_subscription, suppress_address, unsubscribe
     from .privacy import forget, show
+    from .suppression import suppression_of
     from .tokens import InvalidToken, Tokens, UnsubscribeTarget

@@ -11,13 +11,13 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from .addresses import normalise
+from .addresses import Address, normalise
 from .db import Database, utcnow
 from .errors import NotAllowed, SubscriberNotFound
 from .lists import MailingList, get_list
 from .people import find, upsert
 from .schema import lists, memberships
-from .suppression import suppression_of
+from .suppression import suppress, suppression_of
 
 
 def _status(conn: Connection, list_id: int, subscriber_id: int) -> Any:
@@ -81,18 +81,33 @@ def unsubscribe(db: Database, email: str, list_name: str | None = None, source: 
     address = normalise(email)
     with db.begin() as conn:
         person = find(conn, address)
-        if list_name is not None:
-            target = get_list(conn, list_name)
+        target = get_list(conn, list_name).id if list_name is not None else None
         if person is None:
             raise SubscriberNotFound(f"no subscriber {address.email}")
-        query = select(memberships.c.list_id, lists.c.name).select_from(memberships.join(lists)).where(
-            memberships.c.subscriber_id == person.id, memberships.c.status != "unsubscribed")
-        if list_name is not None:
-            query = query.where(memberships.c.list_id == target.id)
-        changed = list(conn.execute(query))
-        now = utcnow()
-        for list_id, _ in changed:
-            conn.execute(memberships.update().where(
-                memberships.c.list_id == list_id, memberships.c.subscriber_id == person.id,
-            ).values(status="unsubscribed", unsubscribed_at=now, updated_at=now, source=source))
-        return [name for _, name in changed]
+        return _leave(conn, person.id, target, source)
+
+
+def _leave(conn: Connection, subscriber_id: int, list_id: int | None, source: str) -> list[str]:
+    query = select(memberships.c.list_id, lists.c.name).select_from(memberships.join(lists)).where(
+        memberships.c.subscriber_id == subscriber_id, memberships.c.status != "unsubscribed")
+    if list_id is not None:
+        query = query.where(memberships.c.list_id == list_id)
+    changed = list(conn.execute(query))
+    now = utcnow()
+    for changed_id, _ in changed:
+        conn.execute(memberships.update().where(
+            memberships.c.list_id == changed_id, memberships.c.subscriber_id == subscriber_id,
+        ).values(status="unsubscribed", unsubscribed_at=now, updated_at=now, source=source))
+    return [name for _, name in changed]
+
+
+def suppress_address(conn: Connection, address: Address, reason: str, source: str, *,
+                     leave_lists: bool = False) -> list[str]:
+    """Never mail this address again (bounces, complaints), inside the caller's transaction.
+
+    `leave_lists` also unsubscribes it from every list (a complaint is a
+    withdrawal of consent). Idempotent; returns the lists it left.
+    """
+    suppress(conn, address, reason, source)
+    person = find(conn, address) if leave_lists else None
+    return _leave(conn, person.id, None, source) if person is not None else []

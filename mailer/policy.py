@@ -1,0 +1,177 @@
+"""The one place SES events change anything: store them, attribute them, suppress.
+
+Both inputs, the SQS poller and the SNS webhook, feed `take()` (or `apply()`
+with parsed events), so a bounce has the same effect however it arrives.
+
+The policy (design §8): a permanent bounce suppresses the address at once; a
+complaint suppresses it and unsubscribes it from every list (consent is
+withdrawn); transient bounces suppress after `soft_limit` within `soft_days`
+with no delivery between. SES's own `Suppressed`/`OnAccountSuppressionList`
+bounces count as permanent.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from subscribers import Address, Database, suppress_address, suppression_of, try_normalise
+
+from .events import Event, MalformedEvent, parse_body
+from .schema import deliveries, events, inbound_errors
+
+MAX_KEPT_BODY = 65536  # an unreadable input is kept for a human, up to this many characters
+
+
+@dataclass(frozen=True)
+class Policy:
+    soft_limit: int = 3
+    soft_days: int = 30
+
+
+@dataclass
+class Applied:
+    """What one batch did."""
+
+    stored: int = 0  # new events
+    duplicates: int = 0  # seen before: changed nothing
+    unattributed: int = 0  # stored, but no ledger row sent that message
+    malformed: int = 0  # recorded in inbound_errors
+    suppressed: list[str] = field(default_factory=list)  # addresses newly suppressed
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: Applied) -> None:
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.unattributed += other.unattributed
+        self.malformed += other.malformed
+        self.suppressed += other.suppressed
+        self.errors += other.errors
+
+
+def take(db: Database, bodies: Sequence[str | bytes], policy: Policy, source: str) -> Applied:
+    """Parse and apply a batch of message bodies in one transaction; unreadable ones are recorded."""
+    applied = Applied()
+    with db.begin() as conn:
+        for body in bodies:
+            try:
+                parsed = parse_body(body)
+            except MalformedEvent as exc:
+                record_malformed(conn, source, body, str(exc))
+                applied.malformed += 1
+                applied.errors.append(str(exc))
+                continue
+            applied.add(apply_events(conn, parsed, policy, source))
+    return applied
+
+
+def apply(db: Database, parsed: Iterable[Event], policy: Policy, source: str) -> Applied:
+    with db.begin() as conn:
+        return apply_events(conn, parsed, policy, source)
+
+
+def apply_events(conn: Connection, parsed: Iterable[Event], policy: Policy, source: str) -> Applied:
+    """Store each new event, attributed to its ledger row, then act on it."""
+    batch = list(parsed)
+    owners = _owners(conn, batch)
+    applied = Applied()
+    now = dt.datetime.now(dt.UTC)
+    for event in batch:
+        address = try_normalise(event.email) if event.email else None
+        address = address if isinstance(address, Address) else None
+        owner = owners.get(event.message_id) or _tagged_owner(conn, event)
+        if not _store(conn, event, address, owner, source, now):
+            applied.duplicates += 1
+            continue
+        applied.stored += 1
+        applied.unattributed += owner is None
+        if address is not None and _act(conn, event, address, policy):
+            applied.suppressed.append(address.email)
+    return applied
+
+
+def record_malformed(conn: Connection, source: str, body: str | bytes, error: str) -> None:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    conn.execute(inbound_errors.insert().values(
+        source=source, error=error, body=text[:MAX_KEPT_BODY], received_at=dt.datetime.now(dt.UTC)))
+
+
+def _owners(conn: Connection, batch: list[Event]) -> dict[str, tuple[int, int]]:
+    """message id -> (delivery id, send id), for the messages the ledger sent."""
+    ids = sorted({e.message_id for e in batch})
+    if not ids:
+        return {}
+    rows = conn.execute(select(deliveries.c.message_id, deliveries.c.id, deliveries.c.send_id)
+                        .where(deliveries.c.message_id.in_(ids)))
+    return {mid: (did, sid) for mid, did, sid in rows}
+
+
+def _tagged_owner(conn: Connection, event: Event) -> tuple[int, int] | None:
+    # A crash between SES accepting a message and the ledger recording its
+    # MessageId leaves the row without one; the message tags still name it.
+    try:
+        delivery_id = int(event.tags.get("delivery_id", [""])[0])
+        send_id = int(event.tags.get("send_id", [""])[0])
+    except (ValueError, IndexError):
+        return None
+    found = conn.execute(select(deliveries.c.id).where(
+        deliveries.c.id == delivery_id, deliveries.c.send_id == send_id)).scalar()
+    return (delivery_id, send_id) if found is not None else None
+
+
+def _insert_ignoring_duplicates(conn: Connection) -> Any:
+    from sqlalchemy.dialects import postgresql, sqlite
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(events).on_conflict_do_nothing(index_elements=["key"])
+
+
+def _store(conn: Connection, event: Event, address: Address | None, owner: tuple[int, int] | None,
+           source: str, now: dt.datetime) -> bool:
+    """Insert the event unless its key is known (two pollers may race: the database decides)."""
+    result = conn.execute(_insert_ignoring_duplicates(conn).values(
+        key=event.key, kind=event.kind, email=event.email, email_hash=address.hash if address else None,
+        hard=event.hard, bounce_type=event.bounce_type, bounce_subtype=event.bounce_subtype,
+        detail=dict(event.detail), message_id=event.message_id,
+        delivery_id=owner[0] if owner else None, send_id=owner[1] if owner else None,
+        occurred_at=event.occurred_at.astimezone(dt.UTC), received_at=now, source=source,
+        sns_message_id=event.sns_message_id, raw=event.raw))
+    return bool(result.rowcount)
+
+
+def _act(conn: Connection, event: Event, address: Address, policy: Policy) -> bool:
+    """Apply the policy to one new event; True when it newly suppressed the address."""
+    if event.kind == "complaint":
+        reason = "complaint" + (f" ({event.detail['complaintFeedbackType']})"
+                                if event.detail.get("complaintFeedbackType") else "")
+        return _suppress(conn, address, reason, leave_lists=True)
+    if event.kind != "bounce":
+        return False
+    if event.hard:
+        return _suppress(conn, address, f"bounce: {event.bounce_type}/{event.bounce_subtype}")
+    soft = _soft_bounces(conn, address, event.occurred_at, policy)
+    if soft >= policy.soft_limit:
+        return _suppress(conn, address, f"bounce: {soft} transient bounces within {policy.soft_days} days")
+    return False
+
+
+def _suppress(conn: Connection, address: Address, reason: str, *, leave_lists: bool = False) -> bool:
+    new = suppression_of(conn, address) is None
+    suppress_address(conn, address, reason, "ses", leave_lists=leave_lists)
+    return new
+
+
+def _soft_bounces(conn: Connection, address: Address, until: dt.datetime, policy: Policy) -> int:
+    """Transient bounces in the window, counted from the last delivery (which resets the count)."""
+    until = until.astimezone(dt.UTC)
+    since = until - dt.timedelta(days=policy.soft_days)
+    delivered = conn.execute(select(func.max(events.c.occurred_at)).where(
+        events.c.email_hash == address.hash, events.c.kind == "delivery",
+        events.c.occurred_at <= until)).scalar()
+    if delivered is not None:
+        since = max(since, delivered if delivered.tzinfo else delivered.replace(tzinfo=dt.UTC))
+    return int(conn.execute(select(func.count()).select_from(events).where(
+        events.c.email_hash == address.hash, events.c.kind == "bounce", events.c.hard.is_(False),
+        events.c.occurred_at > since, events.c.occurred_at <= until)).scalar() or 0)

@@ -1,0 +1,19 @@
+"""Settings and console output around SES event handling (the CLI and the web app share them)."""
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+
+def policy_of(settings: Any) -> Any:
+    from mailer import Policy
+    return Policy(soft_limit=settings.soft_bounce_limit, soft_days=settings.soft_bounce_days)
+
+
+def say_batch(applied: Any) -> None:
+    """One line per address suppressed and per unreadable message, as they happen."""
+    for address in applied.suppressed:
+        click.echo(f"suppressed {address}", err=True)
+    for error in applied.errors:
+        click.echo(f"unreadable message kept: {error}", err=True)
