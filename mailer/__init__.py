@@ -21,6 +21,7 @@ _EXPORTS = {
     "report": ".report",
     "make_transport": ".transports",
     "Event": ".events", "MalformedEvent": ".events", "parse_body": ".events", "parse_ses": ".events",
+    "SnsRefused": ".sns", "SnsVerifier": ".sns", "WebhookOutcome": ".webhook", "handle_sns": ".webhook",
     "Applied": ".policy", "Policy": ".policy", "apply": ".policy", "take": ".policy",
 }
 __all__ = ["MIGRATIONS", *sorted(_EXPORTS)]
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from .events import Event, MalformedEvent, parse_body, parse_ses
     from .message import Envelope, MessageTemplate, Recipient
     from .policy import Applied, Policy, apply, take
+    from .sns import SnsRefused, SnsVerifier
+    from .webhook import WebhookOutcome, handle_sns
     from .ratelimit import RateLimiter
     from .report import report
     from .sending import Plan, SendResult, plan_send, run_send, send_proofs

@@ -125,7 +125,8 @@ def _tagged_owner(conn: Connection, event: Event) -> tuple[int, int] | None:
 def _insert_ignoring_duplicates(conn: Connection) -> Any:
     from sqlalchemy.dialects import postgresql, sqlite
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(events).on_conflict_do_nothing(index_elements=["key"])
+    # RETURNING, not rowcount: with a skipped row, rowcount is not 0 on every driver.
+    return dialect.insert(events).on_conflict_do_nothing(index_elements=["key"]).returning(events.c.id)
 
 
 def _store(conn: Connection, event: Event, address: Address | None, owner: tuple[int, int] | None,
@@ -138,7 +139,7 @@ def _store(conn: Connection, event: Event, address: Address | None, owner: tuple
         delivery_id=owner[0] if owner else None, send_id=owner[1] if owner else None,
         occurred_at=event.occurred_at.astimezone(dt.UTC), received_at=now, source=source,
         sns_message_id=event.sns_message_id, raw=event.raw))
-    return bool(result.rowcount)
+    return result.first() is not None
 
 
 def _act(conn: Connection, event: Event, address: Address, policy: Policy) -> bool:

@@ -1,0 +1,34 @@
+"""SNS over HTTPS (`POST /webhooks/ses`): verify, then feed the same `take()` as the SQS poller.
+
+The web service maps SnsRefused to 403 and everything else to 200: a
+notification that verifies but does not hold an SES event is recorded in
+inbound_errors and acknowledged, because SNS would otherwise retry it for an hour.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from subscribers import Database
+
+from .policy import Applied, Policy, take
+from .sns import NOTIFICATION, SUBSCRIPTION, SnsVerifier
+
+
+@dataclass(frozen=True)
+class WebhookOutcome:
+    kind: str  # "notification", "subscription-confirmed", "ignored"
+    applied: Applied | None = None
+
+
+def handle_sns(db: Database, verifier: SnsVerifier, body: bytes | str, message_type: str | None,
+               policy: Policy) -> WebhookOutcome:
+    """Verify one SNS POST and act on it; raises SnsRefused (nothing changed) when it does not verify."""
+    message = verifier.verify(body, message_type)
+    if message.type == SUBSCRIPTION:
+        verifier.confirm_subscription(message)
+        return WebhookOutcome("subscription-confirmed")
+    if message.type != NOTIFICATION:  # UnsubscribeConfirmation: following it would re-subscribe
+        return WebhookOutcome("ignored")
+    # The verified envelope, so the events keep its SNS MessageId.
+    return WebhookOutcome("notification", take(db, [json.dumps(message.raw)], policy, "webhook"))
