@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench.py
 	$(BIN)/python bench/bench_subscribers.py
 	$(BIN)/python bench/bench_send.py
+	$(BIN)/python bench/bench_events.py
 
 clean:
 	rm -rf dist outbox demo.db demo.db-wal demo.db-shm .pytest_cache .mypy_cache .ruff_cache

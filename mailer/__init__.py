@@ -18,7 +18,7 @@ _EXPORTS = {
     "RateLimiter": ".ratelimit",
     "Plan": ".sending", "SendResult": ".sending", "plan_send": ".sending", "run_send": ".sending",
     "send_proofs": ".sending",
-    "report": ".report",
+    "report": ".reports",
     "make_transport": ".transports",
     "Event": ".events", "MalformedEvent": ".events", "parse_body": ".events", "parse_ses": ".events",
     "SnsRefused": ".sns", "SnsVerifier": ".sns", "WebhookOutcome": ".webhook", "handle_sns": ".webhook",
@@ -40,9 +40,9 @@ if TYPE_CHECKING:
     from .events import Event, MalformedEvent, parse_body, parse_ses
     from .message import Envelope, MessageTemplate, Recipient
     from .policy import Applied, Policy, apply, take
-    from .sns import SnsRefused, SnsVerifier
-    from .webhook import WebhookOutcome, handle_sns
     from .ratelimit import RateLimiter
-    from .report import report
+    from .reports import report
     from .sending import Plan, SendResult, plan_send, run_send, send_proofs
+    from .sns import SnsRefused, SnsVerifier
     from .transports import make_transport
+    from .webhook import WebhookOutcome, handle_sns

@@ -13,6 +13,7 @@ JSON as the `Message` string) or, with raw message delivery, the SES JSON itself
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -70,13 +71,13 @@ def parse_body(body: str | bytes) -> list[Event]:
         if outer.get("Type") != "Notification":
             raise MalformedEvent(f"an SNS {outer.get('Type')!r} message, not a Notification")
         sns_id = _text(outer, "MessageId", "the SNS message")
-        inner = _json(_text(outer, "Message", "the SNS message"), "the SNS Message")
-        return parse_ses(inner, sns_message_id=sns_id)
-    return parse_ses(outer)
+        message = _text(outer, "Message", "the SNS message")
+        return parse_ses(_json(message, "the SNS Message"), sns_message_id=sns_id, raw=message)
+    return parse_ses(outer, raw=body.decode("utf-8") if isinstance(body, bytes) else body)
 
 
-def parse_ses(payload: Mapping[str, Any], *, sns_message_id: str | None = None) -> list[Event]:
-    """One SES payload (either dialect): one event per recipient."""
+def parse_ses(payload: Mapping[str, Any], *, sns_message_id: str | None = None, raw: str | None = None) -> list[Event]:
+    """One SES payload (either dialect): one event per recipient. `raw`: the text it was parsed from."""
     type_name = payload.get("eventType", payload.get("notificationType"))
     if type_name in NOTICES:
         return []
@@ -89,7 +90,7 @@ def parse_ses(payload: Mapping[str, Any], *, sns_message_id: str | None = None) 
     detail = payload.get(detail_key) or {}
     if not isinstance(detail, Mapping):
         raise MalformedEvent(f"SES {type_name}: {detail_key} is not an object")
-    raw = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+    raw = raw if raw is not None else json.dumps(payload, separators=(",", ":"), sort_keys=True)
     when = _timestamp(detail.get("timestamp") or mail.get("timestamp"), type_name)
     tags = _tags(mail.get("tags"))
     events = []
@@ -107,8 +108,11 @@ def parse_ses(payload: Mapping[str, Any], *, sns_message_id: str | None = None) 
 def _json(body: str | bytes | Any, what: str) -> dict[str, Any]:
     try:
         value = json.loads(body)
-    except (TypeError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+    except (TypeError, ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise MalformedEvent(f"{what} is not JSON: {exc}") from None
+    if "\\u0000" in (body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)).lower():
+        # No SES payload holds a NUL, and PostgreSQL text cannot store one.
+        raise MalformedEvent(f"{what} contains a NUL character")
     if not isinstance(value, dict):
         raise MalformedEvent(f"{what} is JSON but not an object")
     return value
@@ -136,8 +140,12 @@ def _tags(value: Any) -> dict[str, list[str]]:
 
 
 def _address(value: Any) -> str | None:
-    # Bounce recipients may come as "Name <address>".
-    return (parseaddr(value)[1] or None) if isinstance(value, str) else None
+    # Bounce recipients may come as "Name <address>"; most are bare (parseaddr is the slow part).
+    if not isinstance(value, str):
+        return None
+    if "<" not in value and '"' not in value and " " not in value.strip():
+        return value.strip() or None
+    return parseaddr(value)[1] or None
 
 
 def _recipients(kind: str, detail: Mapping[str, Any], mail: Mapping[str, Any]) -> list[tuple[str | None, dict]]:
@@ -194,4 +202,6 @@ def _key(kind: str, message_id: str, detail: Mapping[str, Any], when: dt.datetim
     ident = detail.get("feedbackId") or f"{message_id}@{when.isoformat()}"
     if kind == "click":
         ident += f"#{details.get('link', '')}"
-    return f"{kind}:{ident}:{(recipient or '').lower()}"[:500]
+    # The recipient goes in hashed: `forget` must leave the address in no column.
+    who = hashlib.sha256((recipient or "").lower().encode("utf-8")).hexdigest()[:32]
+    return f"{kind}:{ident[:400]}:{who}"

@@ -14,11 +14,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 
-from subscribers import Address, Database, suppress_address, suppression_of, try_normalise
+from subscribers import Address, Database, insert_new_only, suppress_address, try_normalise
 
 from .events import Event, MalformedEvent, parse_body
 from .schema import deliveries, events, inbound_errors
@@ -54,17 +53,19 @@ class Applied:
 
 def take(db: Database, bodies: Sequence[str | bytes], policy: Policy, source: str) -> Applied:
     """Parse and apply a batch of message bodies in one transaction; unreadable ones are recorded."""
-    applied = Applied()
+    parsed: list[Event] = []
+    unreadable: list[tuple[str | bytes, str]] = []
+    for body in bodies:
+        try:
+            parsed += parse_body(body)
+        except MalformedEvent as exc:
+            unreadable.append((body, str(exc)))
     with db.begin() as conn:
-        for body in bodies:
-            try:
-                parsed = parse_body(body)
-            except MalformedEvent as exc:
-                record_malformed(conn, source, body, str(exc))
-                applied.malformed += 1
-                applied.errors.append(str(exc))
-                continue
-            applied.add(apply_events(conn, parsed, policy, source))
+        applied = apply_events(conn, parsed, policy, source)  # one look-up of the ledger per batch
+        for body, error in unreadable:
+            record_malformed(conn, source, body, error)
+    applied.malformed = len(unreadable)
+    applied.errors = [error for _, error in unreadable]
     return applied
 
 
@@ -95,6 +96,7 @@ def apply_events(conn: Connection, parsed: Iterable[Event], policy: Policy, sour
 
 def record_malformed(conn: Connection, source: str, body: str | bytes, error: str) -> None:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    text = text.replace("\x00", "\ufffd")  # PostgreSQL text cannot hold NUL; SES never sends one
     conn.execute(inbound_errors.insert().values(
         source=source, error=error, body=text[:MAX_KEPT_BODY], received_at=dt.datetime.now(dt.UTC)))
 
@@ -118,21 +120,15 @@ def _tagged_owner(conn: Connection, event: Event) -> tuple[int, int] | None:
     except (ValueError, IndexError):
         return None
     found = conn.execute(select(deliveries.c.id).where(
-        deliveries.c.id == delivery_id, deliveries.c.send_id == send_id)).scalar()
+        deliveries.c.id == delivery_id, deliveries.c.send_id == send_id,
+        deliveries.c.message_id.is_(None))).scalar()  # a row that knows its message is not this one
     return (delivery_id, send_id) if found is not None else None
-
-
-def _insert_ignoring_duplicates(conn: Connection) -> Any:
-    from sqlalchemy.dialects import postgresql, sqlite
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    # RETURNING, not rowcount: with a skipped row, rowcount is not 0 on every driver.
-    return dialect.insert(events).on_conflict_do_nothing(index_elements=["key"]).returning(events.c.id)
 
 
 def _store(conn: Connection, event: Event, address: Address | None, owner: tuple[int, int] | None,
            source: str, now: dt.datetime) -> bool:
     """Insert the event unless its key is known (two pollers may race: the database decides)."""
-    result = conn.execute(_insert_ignoring_duplicates(conn).values(
+    result = conn.execute(insert_new_only(conn.dialect.name, events, "key"), dict(
         key=event.key, kind=event.kind, email=event.email, email_hash=address.hash if address else None,
         hard=event.hard, bounce_type=event.bounce_type, bounce_subtype=event.bounce_subtype,
         detail=dict(event.detail), message_id=event.message_id,
@@ -159,20 +155,32 @@ def _act(conn: Connection, event: Event, address: Address, policy: Policy) -> bo
 
 
 def _suppress(conn: Connection, address: Address, reason: str, *, leave_lists: bool = False) -> bool:
-    new = suppression_of(conn, address) is None
-    suppress_address(conn, address, reason, "ses", leave_lists=leave_lists)
-    return new
+    return bool(suppress_address(conn, address, reason, "ses", leave_lists=leave_lists))
 
 
-def _soft_bounces(conn: Connection, address: Address, until: dt.datetime, policy: Policy) -> int:
-    """Transient bounces in the window, counted from the last delivery (which resets the count)."""
-    until = until.astimezone(dt.UTC)
-    since = until - dt.timedelta(days=policy.soft_days)
-    delivered = conn.execute(select(func.max(events.c.occurred_at)).where(
-        events.c.email_hash == address.hash, events.c.kind == "delivery",
-        events.c.occurred_at <= until)).scalar()
-    if delivered is not None:
-        since = max(since, delivered if delivered.tzinfo else delivered.replace(tzinfo=dt.UTC))
-    return int(conn.execute(select(func.count()).select_from(events).where(
-        events.c.email_hash == address.hash, events.c.kind == "bounce", events.c.hard.is_(False),
-        events.c.occurred_at > since, events.c.occurred_at <= until)).scalar() or 0)
+def _soft_bounces(conn: Connection, address: Address, at: dt.datetime, policy: Policy) -> int:
+    """The most transient bounces in any window of `soft_days` around this one with no delivery between.
+
+    SQS does not keep order, so every window that this bounce could complete is
+    checked, not only the one ending at it: bounces of day 20, 10 and 0 arriving
+    in that order suppress just as they would in order.
+    """
+    window = dt.timedelta(days=policy.soft_days)
+    at = _utc(at)
+    rows = conn.execute(select(events.c.kind, events.c.occurred_at).where(
+        events.c.email_hash == address.hash,
+        ((events.c.kind == "bounce") & events.c.hard.is_(False)) | (events.c.kind == "delivery"),
+        events.c.occurred_at > at - window, events.c.occurred_at < at + window))
+    bounces: list[dt.datetime] = []
+    deliveries_at: list[dt.datetime] = []
+    for kind, when in rows:
+        (bounces if kind == "bounce" else deliveries_at).append(_utc(when))
+    most = 0
+    for end in bounces:
+        since = max([end - window, *(d for d in deliveries_at if d <= end)])
+        most = max(most, len([b for b in bounces if since < b <= end]))
+    return most
+
+
+def _utc(when: dt.datetime) -> dt.datetime:
+    return when.astimezone(dt.UTC) if when.tzinfo else when.replace(tzinfo=dt.UTC)  # SQLite gives naive UTC

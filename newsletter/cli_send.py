@@ -130,14 +130,14 @@ def test_send(obj: Obj, issue: Path, addresses: tuple[str, ...], force: bool) ->
 def report(obj: Obj, slug: str, as_json: bool, chart: Path | None) -> None:
     """What happened to each send of an issue: sent, delivered, bounced, complained, unsubscribed."""
     from mailer import report as make_report
-    from mailer.report import warnings
+    from mailer.reports import warnings
 
     from .reporting import report_table
     rows = make_report(obj.db, slug)
     if not rows and not as_json:
         raise click.ClickException(f"no send of {slug!r} yet")
     if chart is not None:
-        from mailer.report import timeline
+        from mailer.reports import timeline
 
         from .chart import draw_chart
         draw_chart(timeline(obj.db, slug), chart, slug)

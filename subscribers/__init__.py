@@ -16,7 +16,7 @@ _EXPORTS = {
     "Address": ".addresses", "address_hash": ".addresses", "normalise": ".addresses", "try_normalise": ".addresses",
     "export_csv": ".csv_export",
     "ImportReport": ".csv_import", "import_csv": ".csv_import",
-    "Database": ".db", "open_database": ".db", "upgrade": ".db",
+    "Database": ".db", "insert_new_only": ".db", "open_database": ".db", "upgrade": ".db",
     "DatabaseError": ".errors", "ImportFailed": ".errors", "InvalidAddress": ".errors", "ListExists": ".errors",
     "ListNotFound": ".errors", "NotAllowed": ".errors", "SubscriberNotFound": ".errors",
     "SubscribersError": ".errors",
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from .audience import Member, eligible, status_counts, subscribed_ids, suppressed_among_subscribed
     from .csv_export import export_csv
     from .csv_import import ImportReport, import_csv
-    from .db import Database, open_database, upgrade
+    from .db import Database, insert_new_only, open_database, upgrade
     from .errors import (
         DatabaseError,
         ImportFailed,

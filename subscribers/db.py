@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 from collections.abc import Iterator
@@ -224,3 +225,15 @@ def in_values(conn: Connection, column: Any, values: list[Any]) -> Any:
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
     unpacked: Any = select(literal_column("value")).select_from(func.json_each(bindparam(None, json.dumps(values))))
     return column.in_(unpacked.scalar_subquery())
+
+
+@functools.cache
+def insert_new_only(dialect_name: str, table: Any, key: str) -> Any:
+    """INSERT … ON CONFLICT (key) DO NOTHING RETURNING id: a row comes back only if it is new.
+
+    RETURNING, not rowcount: for a skipped row, rowcount is not 0 on every driver.
+    Cached per table: the parameters go apart, so SQLAlchemy compiles it once.
+    """
+    from sqlalchemy.dialects import postgresql, sqlite
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=[key]).returning(table.c.id)

@@ -102,12 +102,14 @@ def _leave(conn: Connection, subscriber_id: int, list_id: int | None, source: st
 
 
 def suppress_address(conn: Connection, address: Address, reason: str, source: str, *,
-                     leave_lists: bool = False) -> list[str]:
+                     leave_lists: bool = False) -> bool:
     """Never mail this address again (bounces, complaints), inside the caller's transaction.
 
     `leave_lists` also unsubscribes it from every list (a complaint is a
-    withdrawal of consent). Idempotent; returns the lists it left.
+    withdrawal of consent). Idempotent; True when the address was not suppressed before.
     """
-    suppress(conn, address, reason, source)
+    new = suppress(conn, address, reason, source)
     person = find(conn, address) if leave_lists else None
-    return _leave(conn, person.id, None, source) if person is not None else []
+    if person is not None:
+        _leave(conn, person.id, None, source)
+    return new

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from sqlalchemy import Connection, select
 
 from .addresses import Address
-from .db import in_values, utcnow
+from .db import in_values, insert_new_only, utcnow
 from .schema import suppressions
 
 
@@ -28,12 +28,15 @@ def suppressed_hashes(conn: Connection, hashes: Iterable[str]) -> set[str]:
     return set(conn.execute(query).scalars())
 
 
-def suppress(conn: Connection, address: Address, reason: str, source: str, *, keep_address: bool = True) -> None:
-    """Add an address (idempotent); `keep_address=False` stores only its hash."""
-    existing = conn.execute(select(suppressions.c.id).where(suppressions.c.email_hash == address.hash)).scalar()
-    email = address.email if keep_address else None
-    if existing is None:
-        conn.execute(suppressions.insert().values(
-            email_hash=address.hash, email=email, reason=reason, source=source, created_at=utcnow()))
-    elif not keep_address:
-        conn.execute(suppressions.update().where(suppressions.c.id == existing).values(email=None))
+def suppress(conn: Connection, address: Address, reason: str, source: str, *, keep_address: bool = True) -> bool:
+    """Add an address (idempotent); `keep_address=False` stores only its hash. True if it is new.
+
+    One INSERT … ON CONFLICT DO NOTHING: two event pollers suppressing the same
+    address at once must not fail each other, and it is the cheap path for bounces.
+    """
+    row = {"email_hash": address.hash, "email": address.email if keep_address else None, "reason": reason,
+           "source": source, "created_at": utcnow()}
+    new = conn.execute(insert_new_only(conn.dialect.name, suppressions, "email_hash"), row).first() is not None
+    if not new and not keep_address:
+        conn.execute(suppressions.update().where(suppressions.c.email_hash == address.hash).values(email=None))
+    return new
