@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 FIXTURES = ROOT / "tests" / "fixtures" / "ses"
 
-from bench.bench_send import _aws, free_port  # noqa: E402
+from bench.bench_send import moto_server  # noqa: E402
 
 
 def _fixture(name: str) -> dict[str, Any]:
@@ -96,18 +95,7 @@ def from_local_queue(n: int) -> None:
 
 
 def from_moto(n: int) -> None:
-    port = free_port()
-    moto = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _aws(port)
-    try:
-        import urllib.request
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/")
-                break
-            except OSError:
-                time.sleep(0.1)
+    with moto_server():
         import boto3
 
         from mailer import Policy
@@ -125,8 +113,6 @@ def from_moto(n: int) -> None:
         # moto's own ReceiveMessage takes ~170 ms per call of 10 here, so this is moto's ceiling, not ours.
         print(f"events polled from moto's SQS server and applied        {total.stored / wall:8,.0f} events/s   "
               f"({total.stored:,} events; moto answers ReceiveMessage in ~170 ms)")
-    finally:
-        moto.terminate()
 
 
 def main() -> None:

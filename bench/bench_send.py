@@ -12,6 +12,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,7 +129,9 @@ def against_stub(n: int = 1000) -> None:
         stub.terminate()
 
 
-def against_moto(n: int = 1000, rate: float = 100) -> None:
+@contextmanager
+def moto_server() -> Iterator[None]:
+    """moto's server on a free loopback port, boto3 pointed at it, until the block ends."""
     port = free_port()
     moto = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -140,6 +144,13 @@ def against_moto(n: int = 1000, rate: float = 100) -> None:
                 break
             except OSError:
                 time.sleep(0.1)
+        yield
+    finally:
+        moto.terminate()
+
+
+def against_moto(n: int = 1000, rate: float = 100) -> None:
+    with moto_server():
         import boto3
 
         from mailer.ses import SesTransport
@@ -148,8 +159,6 @@ def against_moto(n: int = 1000, rate: float = 100) -> None:
             db, _ = _database(folder, n)
             sent, wall, _ = _send(db, "moto", SesTransport(), rate=rate, workers=8)
         print(f"sustained rate against moto at {rate:g}/s (8 workers) {sent / wall:7.1f} messages/s   (target >= 95)")
-    finally:
-        moto.terminate()
 
 
 LEDGER = r"""

@@ -157,3 +157,27 @@ def test_report_chart_draws_a_png(wired: dict[str, Any]) -> None:
         assert image.format == "PNG" and image.width > 600 and image.height > 300
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20) or []
     assert len(colours) > 10  # lines and text, not a blank canvas
+
+
+def test_poll_runs_until_ctrl_c_applying_events_as_they_come(wired: dict[str, Any]) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from tests.ses_peer import NEWSLETTER
+    w = wired
+    who = w["addresses"][0]
+    process = subprocess.Popen([str(NEWSLETTER), "events", "poll", "--queue-url", w["queue"]], env=w["env"],
+                               cwd=w["cwd"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        publish(w, addressed(fixture("event-bounce.json"), w["ids"][who], who))
+        deadline = time.monotonic() + 30
+        while not show(w, who)["suppressed"]:  # applied while the poller keeps running
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0 and "Stopped." in err and "Traceback" not in err
+    assert f"suppressed {who}" in err
