@@ -20,6 +20,7 @@ _EXPORTS = {
     "Footer": ".render", "RenderedIssue": ".render", "clear_template_cache": ".render", "render_issue": ".render",
     "Theme": ".theme", "load_theme": ".theme", "theme_names": ".theme",
     "load_issue": ".validate",
+    "render_confirmation": ".transactional",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -40,4 +41,5 @@ if TYPE_CHECKING:
     from .registry import components
     from .render import Footer, RenderedIssue, clear_template_cache, render_issue
     from .theme import Theme, load_theme, theme_names
+    from .transactional import render_confirmation
     from .validate import load_issue

@@ -22,7 +22,9 @@ _EXPORTS = {
     "make_transport": ".transports",
     "Event": ".events", "MalformedEvent": ".events", "parse_body": ".events", "parse_ses": ".events",
     "SnsRefused": ".sns", "SnsVerifier": ".sns", "WebhookOutcome": ".webhook", "handle_sns": ".webhook",
-    "Applied": ".policy", "Policy": ".policy", "apply": ".policy", "take": ".policy",
+    "Applied": ".policy", "Policy": ".policy", "apply": ".policy", "record_unsubscribe": ".policy", "take": ".policy",
+    "ArchivedIssue": ".archive", "archived_asset": ".archive", "archived_issues": ".archive",
+    "archived_page": ".archive", "publish": ".archive", "send_one": ".transactional",
 }
 __all__ = ["MIGRATIONS", *sorted(_EXPORTS)]
 
@@ -36,13 +38,15 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
+    from .archive import ArchivedIssue, archived_asset, archived_issues, archived_page, publish
     from .errors import MailerError, SendStopped, TransportError
     from .events import Event, MalformedEvent, parse_body, parse_ses
     from .message import Envelope, MessageTemplate, Recipient
-    from .policy import Applied, Policy, apply, take
+    from .policy import Applied, Policy, apply, record_unsubscribe, take
     from .ratelimit import RateLimiter
     from .reports import report
     from .sending import Plan, SendResult, plan_send, run_send, send_proofs
     from .sns import SnsRefused, SnsVerifier
+    from .transactional import send_one
     from .transports import make_transport
     from .webhook import WebhookOutcome, handle_sns

@@ -1,12 +1,11 @@
 """One person's SES events: shown on request (GDPR access), erased on request (GDPR erasure)."""
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from sqlalchemy import select
 
-from subscribers import Database, normalise
+from subscribers import Database, as_utc, normalise
 
 from .schema import events, sends
 
@@ -23,8 +22,7 @@ def events_of(db: Database, email: str) -> list[dict[str, Any]]:
 
 
 def _entry(row: Any) -> dict[str, Any]:
-    at = row.occurred_at if row.occurred_at.tzinfo else row.occurred_at.replace(tzinfo=dt.UTC)  # SQLite: naive UTC
-    out: dict[str, Any] = {"kind": row.kind, "at": at.isoformat(),
+    out: dict[str, Any] = {"kind": row.kind, "at": as_utc(row.occurred_at).isoformat(),
                            "send": f"{row.issue} -> {row.list_name}" if row.issue else None}
     if row.kind == "bounce":
         out.update(hard=bool(row.hard), bounce_type=row.bounce_type, bounce_subtype=row.bounce_subtype)

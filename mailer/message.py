@@ -106,7 +106,10 @@ class Envelope:
 class MessageTemplate:
     """A send's messages: prepared once, personalised per recipient in microseconds."""
 
-    def __init__(self, rendered: RenderedIssue, envelope: Envelope):
+    def __init__(self, rendered: RenderedIssue, envelope: Envelope, *, bulk: bool = True):
+        # bulk=False: a message to one person that they asked for (a sign-up confirmation):
+        # no List-* headers, which would offer to unsubscribe from a list they are not on yet.
+        self.bulk = bulk
         name, address = parseaddr(envelope.sender)
         try:
             normalise(address)
@@ -118,11 +121,11 @@ class MessageTemplate:
         self.html = _Part(rendered.html, html=True)
         self.domain = parseaddr(envelope.sender)[1].rpartition("@")[2] or "localhost"
         self.boundary = "=_nl_" + secrets.token_hex(12)  # QP output never contains "=_"
+        listed = [f"List-Id: {envelope.list_id}", "List-Unsubscribe-Post: List-Unsubscribe=One-Click"] if bulk else []
         self._static = CRLF.join([
             f"From: {formataddr((name, address), charset='utf-8')}",
             "MIME-Version: 1.0",
-            f"List-Id: {envelope.list_id}",
-            "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+            *listed,
             f'Content-Type: multipart/alternative; boundary="{self.boundary}"',
         ])
         self._date = (0, "")
@@ -152,7 +155,7 @@ class MessageTemplate:
             f"Subject: {_header_value(''.join(fill(self.subject, values, escape=False)))}",
             f"Date: {self._now()}",
             f"Message-ID: <{uuid.uuid4().hex}@{self.domain}>",
-            f"List-Unsubscribe: {unsubscribe}",
+            *([f"List-Unsubscribe: {unsubscribe}"] if self.bulk else []),
         ])
         # One join of bytes: the HTML part is ~100 KB, and every extra copy shows.
         return b"".join([

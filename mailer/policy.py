@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, select
 
-from subscribers import Address, Database, insert_new_only, suppress_address, try_normalise
+from subscribers import Address, Database, as_utc, insert_new_only, suppress_address, try_normalise
 
 from .events import Event, MalformedEvent, parse_body
-from .schema import deliveries, events, inbound_errors
+from .schema import deliveries, events, inbound_errors, sends
 
 MAX_KEPT_BODY = 65536  # an unreadable input is kept for a human, up to this many characters
 
@@ -166,7 +166,7 @@ def _soft_bounces(conn: Connection, address: Address, at: dt.datetime, policy: P
     in that order suppress just as they would in order.
     """
     window = dt.timedelta(days=policy.soft_days)
-    at = _utc(at)
+    at = as_utc(at)
     rows = conn.execute(select(events.c.kind, events.c.occurred_at).where(
         events.c.email_hash == address.hash,
         ((events.c.kind == "bounce") & events.c.hard.is_(False)) | (events.c.kind == "delivery"),
@@ -174,7 +174,7 @@ def _soft_bounces(conn: Connection, address: Address, at: dt.datetime, policy: P
     bounces: list[dt.datetime] = []
     deliveries_at: list[dt.datetime] = []
     for kind, when in rows:
-        (bounces if kind == "bounce" else deliveries_at).append(_utc(when))
+        (bounces if kind == "bounce" else deliveries_at).append(as_utc(when))
     most = 0
     for end in bounces:
         since = max([end - window, *(d for d in deliveries_at if d <= end)])
@@ -182,5 +182,27 @@ def _soft_bounces(conn: Connection, address: Address, at: dt.datetime, policy: P
     return most
 
 
-def _utc(when: dt.datetime) -> dt.datetime:
-    return when.astimezone(dt.UTC) if when.tzinfo else when.replace(tzinfo=dt.UTC)  # SQLite gives naive UTC
+
+def record_unsubscribe(db: Database, subscriber_id: int, list_id: int, email: str) -> bool:
+    """Count a link or List-Unsubscribe unsubscribe against the last send that reached them on that list.
+
+    The token names subscriber and list only (design §6), so the send is the
+    latest one of that list that sent this person a message. False when none did.
+    """
+    address = try_normalise(email)
+    with db.begin() as conn:
+        owner = conn.execute(
+            select(deliveries.c.id, deliveries.c.send_id)
+            .select_from(deliveries.join(sends, sends.c.id == deliveries.c.send_id))
+            .where(deliveries.c.subscriber_id == subscriber_id, sends.c.list_id == list_id,
+                   deliveries.c.state == "sent")
+            .order_by(deliveries.c.sent_at.desc(), deliveries.c.id.desc()).limit(1)).first()
+        if owner is None:
+            return False
+        now = dt.datetime.now(dt.UTC)
+        conn.execute(insert_new_only(conn.dialect.name, events, "key"), dict(
+            key=f"unsubscribe:{owner.id}", kind="unsubscribe", email=None,
+            email_hash=address.hash if isinstance(address, Address) else None, hard=None, bounce_type=None,
+            bounce_subtype=None, detail={}, message_id=None, delivery_id=owner.id, send_id=owner.send_id,
+            occurred_at=now, received_at=now, source="link", sns_message_id=None, raw=None))
+        return True

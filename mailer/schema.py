@@ -10,7 +10,7 @@ when the row's turn comes, and `forget` nulls the subscriber id.
 """
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, Integer, MetaData, String, Table, Text
+from sqlalchemy import JSON, Boolean, Column, DateTime, Integer, LargeBinary, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -74,4 +74,24 @@ inbound_errors = Table(
     Column("error", Text, nullable=False),
     Column("body", Text, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+# The public archive (design §7): what was sent, as the web version, with its
+# images. Kept in the database, not on one machine's disk, so every `serve`
+# process answers the same, and the images the emails link to stay up.
+archive = Table(
+    "archive", metadata,
+    Column("slug", String(100), primary_key=True),
+    Column("subject", Text, nullable=False),
+    Column("preheader", Text, nullable=False),
+    Column("web_html", Text, nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=False),
+)
+
+archive_assets = Table(
+    "archive_assets", metadata,
+    Column("slug", String(100), primary_key=True),
+    Column("name", String(300), primary_key=True),
+    Column("content_type", String(100), nullable=False),
+    Column("data", LargeBinary, nullable=False),
 )

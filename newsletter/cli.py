@@ -142,6 +142,22 @@ def new(slug: str) -> None:
     click.echo(f"Created {path}; edit it, then: newsletter check {path}")
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8025, show_default=True)
+@click.pass_obj
+@edge
+def serve(obj: Obj, host: str, port: int) -> None:
+    """Serve unsubscribe, sign-up, the archive and the SNS webhook (design §7)."""
+    import uvicorn
+
+    from .web.app import create_app
+    app = create_app(obj.settings, db=obj.db)
+    click.echo(f"Serving on http://{host}:{port} (links in emails use {obj.settings.base_url}; Ctrl-C to stop)")
+    # Behind a proxy that terminates HTTPS, trust its X-Forwarded-For only from loopback (uvicorn's default).
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True, server_header=False)
+
+
 from .cli_audience import db, lists, subscribers  # noqa: E402
 from .cli_events import events  # noqa: E402
 from .cli_send import report, send, test_send  # noqa: E402

@@ -78,7 +78,7 @@ def _print_sample(template: Any) -> None:
 
 
 def _run(obj: Obj, rendered: Any, plan: Any, rate: float | None, workers: int, retry_unknown: bool) -> None:
-    from mailer import MessageTemplate, run_send
+    from mailer import MessageTemplate, publish, run_send
     from mailer.sending import start_send
     from subscribers import Tokens
 
@@ -89,6 +89,7 @@ def _run(obj: Obj, rendered: Any, plan: Any, rate: float | None, workers: int, r
     per_second, quota_left = pace(settings, rate, sender)
     template = MessageTemplate(rendered, envelope(settings, plan.list_name))
     send_id = start_send(obj.db, plan, rendered.subject)
+    publish(obj.db, rendered)  # the archive page and the images the email links to go up with the send
     total = plan.to_send if plan.send_id is None else plan.ledger.get("pending", 0)
     click.echo(f"Sending at up to {per_second:g} messages/s with {workers} workers through {sender.name}.")
     with send_progress(total) as progress:

@@ -36,6 +36,7 @@ class Settings:
     soft_bounce_days: int = 30
     smtp_url: str = "smtp://localhost:25"
     unsubscribe_mailto: str | None = None  # adds a mailto: to List-Unsubscribe
+    theme: str = "default"  # of the web pages and the sign-up confirmation email
     # The footer every issue carries; the theme supplies these when unset.
     organisation: str | None = None
     postal_address: str | None = None
@@ -61,6 +62,7 @@ ENV = {
     "NEWSLETTER_SOFT_BOUNCE_DAYS": "soft_bounce_days",
     "NEWSLETTER_SMTP_URL": "smtp_url",
     "NEWSLETTER_UNSUBSCRIBE_MAILTO": "unsubscribe_mailto",
+    "NEWSLETTER_THEME": "theme",
     "NEWSLETTER_ORGANISATION": "organisation",
     "NEWSLETTER_POSTAL_ADDRESS": "postal_address",
     "NEWSLETTER_REASON": "reason",

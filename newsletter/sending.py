@@ -12,11 +12,11 @@ from .config import Settings
 from .errors import NewsletterError
 
 
-def require(settings: Settings, *names: str) -> None:
+def require(settings: Settings, *names: str, purpose: str = "send") -> None:
     missing = [n for n in names if not getattr(settings, n)]
     if missing:
         variables = {"from_address": "NEWSLETTER_FROM", "secret": "NEWSLETTER_SECRET"}
-        raise NewsletterError("to send, set " + " and ".join(variables.get(n, n) for n in missing))
+        raise NewsletterError(f"to {purpose}, set " + " and ".join(variables.get(n, n) for n in missing))
 
 
 def checked_render(issue_path: Path, settings: Settings, force: bool) -> RenderedIssue:

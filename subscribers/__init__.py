@@ -16,7 +16,7 @@ _EXPORTS = {
     "Address": ".addresses", "address_hash": ".addresses", "normalise": ".addresses", "try_normalise": ".addresses",
     "export_csv": ".csv_export",
     "ImportReport": ".csv_import", "import_csv": ".csv_import",
-    "Database": ".db", "insert_new_only": ".db", "open_database": ".db", "upgrade": ".db",
+    "Database": ".db", "as_utc": ".db", "insert_new_only": ".db", "open_database": ".db", "upgrade": ".db",
     "DatabaseError": ".errors", "ImportFailed": ".errors", "InvalidAddress": ".errors", "ListExists": ".errors",
     "ListNotFound": ".errors", "NotAllowed": ".errors", "SubscriberNotFound": ".errors",
     "SubscribersError": ".errors",
@@ -24,6 +24,8 @@ _EXPORTS = {
     "add_subscriber": ".membership", "request_subscription": ".membership", "suppress_address": ".membership",
     "unsubscribe": ".membership", "suppression_of": ".suppression",
     "forget": ".privacy", "show": ".privacy",
+    "ListMember": ".signup", "SignUp": ".signup", "allow_attempt": ".signup", "confirm_subscription": ".signup",
+    "leave": ".signup", "list_member": ".signup", "sign_up": ".signup",
     "InvalidToken": ".tokens", "Tokens": ".tokens", "UnsubscribeTarget": ".tokens",
 }
 __all__ = sorted(_EXPORTS)
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
     from .audience import Member, eligible, status_counts, subscribed_ids, suppressed_among_subscribed
     from .csv_export import export_csv
     from .csv_import import ImportReport, import_csv
-    from .db import Database, insert_new_only, open_database, upgrade
+    from .db import Database, as_utc, insert_new_only, open_database, upgrade
     from .errors import (
         DatabaseError,
         ImportFailed,
@@ -56,5 +58,6 @@ if TYPE_CHECKING:
     from .lists import MailingList, create_list, get_list, list_lists, remove_list
     from .membership import add_subscriber, request_subscription, suppress_address, unsubscribe
     from .privacy import forget, show
+    from .signup import ListMember, SignUp, allow_attempt, confirm_subscription, leave, list_member, sign_up
     from .suppression import suppression_of
     from .tokens import InvalidToken, Tokens, UnsubscribeTarget

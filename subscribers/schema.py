@@ -68,3 +68,13 @@ suppressions = Table(
     Column("source", String(20), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# One row per sign-up attempt, by address and by client IP (both hashed): the
+# rate limits live in the database so several `serve` processes share them.
+signup_attempts = Table(
+    "signup_attempts", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("bucket", String(20), nullable=False),  # "address" or "ip"
+    Column("key_hash", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)

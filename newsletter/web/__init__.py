@@ -1,0 +1,1 @@
+"""The web service (design §7); `create_app` builds it."""

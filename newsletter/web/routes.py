@@ -1,0 +1,246 @@
+"""The routes of design §7, one handler each."""
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from .app import MAX_FORM, MAX_SNS, body_of, call, form_of, redirect, service_of
+from .pages import SECURITY_HEADERS, Link, mask
+
+
+def _bad_link(request: Request, what: str, reason: str) -> Response:
+    return service_of(request).pages.message(
+        f"This {what} link does not work", reason,
+        "Copy the whole link from the email into your browser's address bar, or use the link in a newer email.",
+        status=400)
+
+
+async def unsubscribe_page(request: Request) -> Response:
+    """GET shows a button and changes nothing: mail scanners follow links."""
+    from subscribers import InvalidToken, SubscribersError, list_member
+    s = service_of(request)
+    try:
+        target = s.tokens.read_unsubscribe(request.path_params["token"])
+    except InvalidToken as exc:
+        return _bad_link(request, "unsubscribe", str(exc))
+    if target.is_proof:
+        return s.pages.render("unsubscribe.html", title="Unsubscribe (test message)", list_title="this test",
+                              masked="a test address", action=request.url.path)
+    try:
+        member = await call(list_member, s.db, target.subscriber_id, target.list_id)
+    except SubscribersError:
+        return _gone(request)
+    if member.status in (None, "unsubscribed"):
+        return _left(request, member, again=True)
+    return s.pages.render("unsubscribe.html", title=f"Unsubscribe from {member.list_title}",
+                          list_title=member.list_title, masked=mask(member.email), action=request.url.path)
+
+
+async def unsubscribe(request: Request) -> Response:
+    """RFC 8058 one-click (body `List-Unsubscribe=One-Click`) or the page's button; idempotent."""
+    from mailer import record_unsubscribe
+    from subscribers import InvalidToken, SubscribersError, leave
+    s = service_of(request)
+    if await body_of(request, MAX_FORM) is None:
+        return PlainTextResponse("request body too large", status_code=413, headers=SECURITY_HEADERS)
+    try:
+        target = s.tokens.read_unsubscribe(request.path_params["token"])
+    except InvalidToken as exc:
+        return _bad_link(request, "unsubscribe", str(exc))
+    if target.is_proof:  # a test-send proof: the link works in form and changes nothing
+        return s.pages.message("Unsubscribed (test message)", "This was a proof: nothing was changed.")
+    try:
+        member, changed = await call(leave, s.db, target.subscriber_id, target.list_id, "link")
+    except SubscribersError:
+        return _gone(request)
+    if changed:
+        await call(record_unsubscribe, s.db, target.subscriber_id, target.list_id, member.email)
+    return _left(request, member, again=True)
+
+
+def _left(request: Request, member: Any, *, again: bool) -> Response:
+    return service_of(request).pages.message(
+        "You are unsubscribed", f"{mask(member.email)} will get no more issues of {member.list_title}.",
+        link=Link(f"/subscribe/{member.list_name}", f"Changed your mind? Subscribe to {member.list_title} again")
+        if again else None)
+
+
+def _gone(request: Request) -> Response:
+    return service_of(request).pages.message(
+        "You are not on this list", "We hold no subscription for this link any more: nothing will be sent to you.")
+
+
+async def subscribe_form(request: Request) -> Response:
+    from subscribers import ListNotFound
+    s = service_of(request)
+    try:
+        mailing_list = await call(_list, s.db, request.path_params["list"])
+    except ListNotFound:
+        return s.pages.message("No such newsletter", "There is no newsletter at this address.", status=404)
+    return _form(request, mailing_list)
+
+
+def _list(db: Any, name: str) -> Any:
+    from subscribers import get_list
+    with db.begin() as conn:
+        return get_list(conn, name)
+
+
+def _form(request: Request, mailing_list: Any, *, error: str = "", email: str = "", name: str = "",
+          status: int = 200) -> Response:
+    return service_of(request).pages.render(
+        "subscribe.html", status, title=f"Subscribe to {mailing_list.title}", list_title=mailing_list.title,
+        double_opt_in=mailing_list.double_opt_in, action=request.url.path, error=error, email=email, name=name)
+
+
+async def subscribe(request: Request) -> Response:
+    """The same answer whether the address was known or not; the confirmation goes by email."""
+    from subscribers import InvalidAddress, ListNotFound, allow_attempt, normalise
+    s = service_of(request)
+    try:
+        mailing_list = await call(_list, s.db, request.path_params["list"])
+    except ListNotFound:
+        return s.pages.message("No such newsletter", "There is no newsletter at this address.", status=404)
+    body = await body_of(request, MAX_FORM)
+    if body is None:
+        return PlainTextResponse("request body too large", status_code=413, headers=SECURITY_HEADERS)
+    form = form_of(body)
+    email, name = form.get("email", "").strip(), form.get("name", "").strip()
+    if form.get("website"):  # the honeypot: only a script fills a field nobody can see
+        return _thanks(request, mailing_list, email)
+    try:
+        address = normalise(email)
+    except InvalidAddress:
+        return _form(request, mailing_list, error="Please enter a whole email address, like name@example.org.",
+                     email=email, name=name, status=400)
+    client = request.client.host if request.client else "unknown"
+    if not await call(allow_attempt, s.db, address, client):
+        return s.pages.message("Please try again later", "There have been too many sign-ups from here or for this "
+                               "address. Please wait an hour and try again.", status=429)
+    await call(_sign_up, s, address.email, mailing_list.name, name)
+    return _thanks(request, mailing_list, address.email)
+
+
+def _sign_up(s: Any, email: str, list_name: str, name: str) -> None:
+    from components import render_confirmation
+    from mailer import send_one
+    from subscribers import NotAllowed, sign_up
+
+    from ..sending import envelope
+    try:
+        signed = sign_up(s.db, email, list_name, name)
+    except NotAllowed:
+        return  # e.g. the list was removed meanwhile: say nothing more than to anyone else
+    if signed.outcome != "confirm":
+        return
+    member = signed.member
+    url = f"{s.settings.base_url.rstrip('/')}/confirm/{s.tokens.confirm(member.subscriber_id, member.list_id)}"
+    rendered = render_confirmation(list_title=member.list_title, email=member.email, name=member.name,
+                                   confirm_url=url, theme=s.settings.theme, footer=s.footer)
+    send_one(s.transport(), rendered, envelope(s.settings, member.list_name), member.email, member.name)
+
+
+def _thanks(request: Request, mailing_list: Any, email: str) -> Response:
+    shown = mask(email) if "@" in email else "your address"
+    lines: tuple[str, ...]
+    if mailing_list.double_opt_in:
+        lines = (f"Please check your inbox: unless {shown} is already subscribed, we have sent it a link to "
+                 f"confirm. {mailing_list.title} starts when you follow it.",)
+    else:
+        lines = (f"{shown} is on the list for {mailing_list.title}.",
+                 "If this address unsubscribed before, we have sent it a link to confirm first.")
+    return service_of(request).pages.message("Thank you", *lines)
+
+
+async def confirm(request: Request) -> Response:
+    from subscribers import InvalidToken, SubscribersError, confirm_subscription
+    s = service_of(request)
+    try:
+        target = s.tokens.read_confirm(request.path_params["token"])
+    except InvalidToken as exc:
+        return _bad_link(request, "confirmation", str(exc))
+    try:
+        member = await call(confirm_subscription, s.db, target.subscriber_id, target.list_id)
+    except SubscribersError:
+        return s.pages.message("This link has expired", "Please sign up again.", status=400)
+    return s.pages.message("You are subscribed", f"{mask(member.email)} will get {member.list_title}. Welcome!",
+                           link=Link("/archive/", "Read past issues in the archive"))
+
+
+async def archive_index(request: Request) -> Response:
+    from mailer import archived_issues
+    s = service_of(request)
+    return s.pages.render("archive.html", title="Past issues", issues=await call(archived_issues, s.db))
+
+
+async def archive_page(request: Request) -> Response:
+    from mailer import archived_page
+    s = service_of(request)
+    page = await call(archived_page, s.db, request.path_params["slug"])
+    if page is None:
+        return s.pages.message("No such issue", "There is no issue at this address.", status=404,
+                               link=Link("/archive/", "See all past issues"))
+    return Response(page, media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)
+
+
+async def archive_redirect(request: Request) -> Response:
+    return redirect(f"/archive/{request.path_params['slug']}/")
+
+
+async def archive_asset(request: Request) -> Response:
+    from mailer import archived_asset
+    s = service_of(request)
+    found = await call(archived_asset, s.db, request.path_params["slug"], request.path_params["name"])
+    if found is None:
+        return PlainTextResponse("not found", status_code=404, headers=SECURITY_HEADERS)
+    content_type, data = found
+    # Published images never change under their name: let browsers and proxies keep them.
+    return Response(data, media_type=content_type,
+                    headers={**SECURITY_HEADERS, "Cache-Control": "public, max-age=86400"})
+
+
+async def ses_webhook(request: Request) -> Response:
+    """SNS: verified or refused (403, nothing changed); a database failure is 500 so SNS retries."""
+    from mailer import SnsRefused, handle_sns
+    s = service_of(request)
+    body = await body_of(request, MAX_SNS)
+    if body is None:
+        return PlainTextResponse("request body too large", status_code=413, headers=SECURITY_HEADERS)
+    try:
+        outcome = await call(handle_sns, s.db, s.verifier, body, request.headers.get("x-amz-sns-message-type"),
+                             s.policy)
+    except SnsRefused as exc:
+        return PlainTextResponse(f"refused: {exc}", status_code=403, headers=SECURITY_HEADERS)
+    return PlainTextResponse(outcome.kind, headers=SECURITY_HEADERS)
+
+
+async def healthz(request: Request) -> Response:
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+    s = service_of(request)
+
+    def ping() -> None:
+        with s.db.begin() as conn:
+            conn.execute(text("SELECT 1"))
+    try:
+        await call(ping)
+    except SQLAlchemyError:
+        return PlainTextResponse("database unreachable", status_code=503, headers=SECURITY_HEADERS)
+    return PlainTextResponse("ok", headers=SECURITY_HEADERS)
+
+
+ROUTES = [
+    ("/u/{token}", unsubscribe_page, ["GET", "HEAD"]),
+    ("/u/{token}", unsubscribe, ["POST"]),
+    ("/subscribe/{list}", subscribe_form, ["GET", "HEAD"]),
+    ("/subscribe/{list}", subscribe, ["POST"]),
+    ("/confirm/{token}", confirm, ["GET"]),  # not HEAD: a link checker's HEAD must not confirm
+    ("/archive/", archive_index, ["GET", "HEAD"]),
+    ("/archive/{slug}", archive_redirect, ["GET", "HEAD"]),
+    ("/archive/{slug}/", archive_page, ["GET", "HEAD"]),
+    ("/archive/{slug}/{name:path}", archive_asset, ["GET", "HEAD"]),
+    ("/webhooks/ses", ses_webhook, ["POST"]),
+    ("/healthz", healthz, ["GET", "HEAD"]),
+]
