@@ -60,8 +60,9 @@ def create_app(settings: Settings, *, db: Any = None, fetch: Callable[[str], byt
     from .routes import ROUTES
     require(settings, "secret", purpose="serve")  # it signs and checks every link
     db = db or open_database(settings.database_url, extra_migrations=(mailer.MIGRATIONS,))
+    from subscribers import DatabaseError
     app = Starlette(routes=[Route(path, endpoint, methods=methods) for path, endpoint, methods in ROUTES],
-                    exception_handlers={404: _not_found, 405: _not_allowed})
+                    exception_handlers={404: _not_found, 405: _not_allowed, DatabaseError: _unavailable})
     app.state.service = Service(settings, db, fetch, transport)
     return app
 
@@ -87,9 +88,12 @@ async def body_of(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def form_of(body: bytes) -> dict[str, str]:
-    """A urlencoded form, first value per field; undecodable bytes are replaced, never raised."""
-    parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=20)
+def form_of(body: bytes) -> dict[str, str] | None:
+    """A urlencoded form, first value per field (undecodable bytes replaced); None when it has too many fields."""
+    try:
+        parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=20)
+    except ValueError:
+        return None
     return {key: values[0] for key, values in parsed.items()}
 
 
@@ -100,6 +104,13 @@ async def call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 async def _not_found(request: Request, exc: Exception) -> Response:
     return service_of(request).pages.message("Page not found", "There is nothing at this address.", status=404,
                                              link=Link("/archive/", "See the newsletter archive"))
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    """The database is down: 503, so a mail client's one-click POST and SNS retry later."""
+    return service_of(request).pages.message(
+        "Please try again in a few minutes", "We cannot reach our records right now; nothing was changed.",
+        status=503)
 
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:

@@ -19,7 +19,7 @@ def _bad_link(request: Request, what: str, reason: str) -> Response:
 
 async def unsubscribe_page(request: Request) -> Response:
     """GET shows a button and changes nothing: mail scanners follow links."""
-    from subscribers import InvalidToken, SubscribersError, list_member
+    from subscribers import InvalidToken, NotAllowed, SubscriberNotFound, list_member
     s = service_of(request)
     try:
         target = s.tokens.read_unsubscribe(request.path_params["token"])
@@ -30,7 +30,7 @@ async def unsubscribe_page(request: Request) -> Response:
                               masked="a test address", action=request.url.path)
     try:
         member = await call(list_member, s.db, target.subscriber_id, target.list_id)
-    except SubscribersError:
+    except (SubscriberNotFound, NotAllowed):
         return _gone(request)
     if member.status in (None, "unsubscribed"):
         return _left(request, member, again=True)
@@ -41,7 +41,7 @@ async def unsubscribe_page(request: Request) -> Response:
 async def unsubscribe(request: Request) -> Response:
     """RFC 8058 one-click (body `List-Unsubscribe=One-Click`) or the page's button; idempotent."""
     from mailer import record_unsubscribe
-    from subscribers import InvalidToken, SubscribersError, leave
+    from subscribers import InvalidToken, NotAllowed, SubscriberNotFound, leave
     s = service_of(request)
     if await body_of(request, MAX_FORM) is None:
         return PlainTextResponse("request body too large", status_code=413, headers=SECURITY_HEADERS)
@@ -53,7 +53,7 @@ async def unsubscribe(request: Request) -> Response:
         return s.pages.message("Unsubscribed (test message)", "This was a proof: nothing was changed.")
     try:
         member, changed = await call(leave, s.db, target.subscriber_id, target.list_id, "link")
-    except SubscribersError:
+    except (SubscriberNotFound, NotAllowed):  # a database outage is not this: 503, so the client retries
         return _gone(request)
     if changed:
         await call(record_unsubscribe, s.db, target.subscriber_id, target.list_id, member.email)
@@ -107,6 +107,8 @@ async def subscribe(request: Request) -> Response:
     if body is None:
         return PlainTextResponse("request body too large", status_code=413, headers=SECURITY_HEADERS)
     form = form_of(body)
+    if form is None:
+        return _form(request, mailing_list, error="The form was not sent as expected; please try again.", status=400)
     email, name = form.get("email", "").strip(), form.get("name", "").strip()
     if form.get("website"):  # the honeypot: only a script fills a field nobody can see
         return _thanks(request, mailing_list, email)
@@ -155,15 +157,17 @@ def _thanks(request: Request, mailing_list: Any, email: str) -> Response:
 
 
 async def confirm(request: Request) -> Response:
-    from subscribers import InvalidToken, SubscribersError, confirm_subscription
+    from subscribers import InvalidToken, NotAllowed, SubscriberNotFound, confirm_subscription
     s = service_of(request)
+    if request.method != "GET":  # Starlette answers HEAD with GET's handler; a link checker's HEAD must not confirm
+        return PlainTextResponse("use GET", status_code=405, headers={**SECURITY_HEADERS, "Allow": "GET"})
     try:
         target = s.tokens.read_confirm(request.path_params["token"])
     except InvalidToken as exc:
         return _bad_link(request, "confirmation", str(exc))
     try:
         member = await call(confirm_subscription, s.db, target.subscriber_id, target.list_id)
-    except SubscribersError:
+    except (SubscriberNotFound, NotAllowed):
         return s.pages.message("This link has expired", "Please sign up again.", status=400)
     return s.pages.message("You are subscribed", f"{mask(member.email)} will get {member.list_title}. Welcome!",
                            link=Link("/archive/", "Read past issues in the archive"))
@@ -219,6 +223,8 @@ async def ses_webhook(request: Request) -> Response:
 async def healthz(request: Request) -> Response:
     from sqlalchemy import text
     from sqlalchemy.exc import SQLAlchemyError
+
+    from subscribers import DatabaseError
     s = service_of(request)
 
     def ping() -> None:
@@ -226,7 +232,7 @@ async def healthz(request: Request) -> Response:
             conn.execute(text("SELECT 1"))
     try:
         await call(ping)
-    except SQLAlchemyError:
+    except (SQLAlchemyError, DatabaseError):
         return PlainTextResponse("database unreachable", status_code=503, headers=SECURITY_HEADERS)
     return PlainTextResponse("ok", headers=SECURITY_HEADERS)
 
@@ -236,7 +242,7 @@ ROUTES = [
     ("/u/{token}", unsubscribe, ["POST"]),
     ("/subscribe/{list}", subscribe_form, ["GET", "HEAD"]),
     ("/subscribe/{list}", subscribe, ["POST"]),
-    ("/confirm/{token}", confirm, ["GET"]),  # not HEAD: a link checker's HEAD must not confirm
+    ("/confirm/{token}", confirm, ["GET"]),
     ("/archive/", archive_index, ["GET", "HEAD"]),
     ("/archive/{slug}", archive_redirect, ["GET", "HEAD"]),
     ("/archive/{slug}/", archive_page, ["GET", "HEAD"]),
