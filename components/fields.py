@@ -54,8 +54,10 @@ class Image(BlockFields):
     """An image: shared by the image block, the gallery and the masthead logo."""
 
     src: ImageSrc
-    # Required: a decorative image says so with an explicit empty alt "".
+    # Required. A decorative image (a flourish that says nothing) declares
+    # `decorative: true` with `alt: ""`, so screen readers skip it on purpose.
     alt: str
+    decorative: bool = False
     caption: OptionalText = ""
     href: Url | None = None
     width: int | None = None

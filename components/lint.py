@@ -45,8 +45,8 @@ class Finding:
 def check_issue(issue: Issue, rendered: RenderedIssue | None = None) -> list[Finding]:
     """Every finding for one valid issue, errors first."""
     rendered = rendered or render_issue(issue)
-    findings = [*_merge_fields(issue), *_alt_text(issue), *_insecure(issue, rendered),
-                *_size(issue, rendered), *_envelope(issue)]
+    findings = [*_merge_fields(issue), *_insecure(issue, rendered), *_size(issue, rendered), *_envelope(issue),
+                *_accessibility(issue, rendered)]
     return sorted(findings, key=lambda f: (f.level != "error", f.line, f.rule))
 
 
@@ -74,16 +74,12 @@ def _own_fields(block: Any) -> dict[str, Any]:
     return {k: getattr(block.fields, k) for k in type(block.fields).model_fields if k != skip}
 
 
-def _alt_text(issue: Issue) -> list[Finding]:
-    found = []
-    for block in issue.walk():
-        for image in _images_of(block.fields):
-            if not image.alt.strip():
-                found.append(Finding("warning", "alt-text",
-                                     f"{block.path}: image {image.src} has empty alt text; screen readers "
-                                     "skip it, so keep that for purely decorative images",
-                                     issue.shown, block.line, ["all"]))
-    return found
+def _accessibility(issue: Issue, rendered: RenderedIssue) -> list[Finding]:
+    from .a11y import check_accessibility
+    from .theme import load_theme
+    theme = load_theme(issue.fields.theme)
+    return [Finding(level, rule, message, file, line, ["all"])
+            for level, rule, message, file, line in check_accessibility(issue, rendered, theme)]
 
 
 def _images_of(fields: Any) -> list[Any]:

@@ -102,6 +102,12 @@ class Context:
         # markdown-it from seeing the link at all.
         return markdown.to_text(self._tokens(text))
 
+    @property
+    def direction(self) -> str:
+        """`rtl` for right-to-left languages: clients keep dir only on the body wrapper, not on <html>."""
+        from .a11y import _is_rtl
+        return "rtl" if _is_rtl(self.issue.fields.lang) else "ltr"
+
     def asset(self, src: str) -> str:
         if src in self.issue.assets:
             return ASSET_PREFIX + published_name(self.issue.source, self.issue.assets[src])
@@ -213,7 +219,7 @@ def render_issue(issue: Issue | Path | str, *, base_url: str = "http://127.0.0.1
     }
     env = _env(theme.name)
     source = env.get_template("email.mjml.j2").render(body=Markup(_body_mjml(issue.blocks, env, r)), **page)
-    inlined = inline_css(_compile(source), env.get_template("email.css.j2").render(**page))
+    inlined = _color_scheme(inline_css(_compile(source), env.get_template("email.css.j2").render(**page)), env, theme)
     text = env.get_template("email.txt.j2").render(body=_text(issue.blocks, env, r), **page)
     return RenderedIssue(
         slug=issue.slug, subject=issue.fields.subject, preheader=issue.fields.preheader,
@@ -224,6 +230,22 @@ def render_issue(issue: Issue | Path | str, *, base_url: str = "http://127.0.0.1
         mjml=source,
         merge_fields=merge.tokens_in(inlined + text),
     )
+
+
+def _color_scheme(html: str, env: Environment, theme: Any) -> str:
+    """Declare light and dark (with the theme's dark palette), or light only.
+
+    The dark rules get a <style> of their own: a client that rejects one rule
+    in a block (Gmail drops whole blocks) must not lose the responsive layout.
+    """
+    if theme.colors_dark is None:
+        head = '<meta name="color-scheme" content="light"><meta name="supported-color-schemes" content="light">'
+    else:
+        css = env.get_template("dark.css.j2").render(d=theme.colors_dark)
+        head = ('<meta name="color-scheme" content="light dark">'
+                '<meta name="supported-color-schemes" content="light dark">'
+                f'<style type="text/css">{css}</style>')
+    return html.replace("</head>", head + "</head>", 1)
 
 
 def _compile(source: str) -> str:

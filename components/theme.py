@@ -40,6 +40,9 @@ class Theme(BaseModel):
     font: str
     heading_font: str
     colors: Palette
+    # Dark mode: what clients that honour prefers-color-scheme (Apple Mail, Outlook's
+    # apps through [data-ogsc]) show. Without it the email declares itself light-only.
+    colors_dark: Palette | None = None
     organisation: str
     postal_address: str
     reason: str  # why the reader gets this email

@@ -2,7 +2,8 @@
 
 A stdlib HTTP server keeps start-up lean. The page polls /__version and
 reloads when the issue file, its images, a template or a theme changes.
-With --screenshots, headless chromium writes desktop.png and mobile.png.
+With --screenshots, headless chromium writes desktop.png and mobile.png, and
+desktop-dark.png and mobile-dark.png with prefers-color-scheme: dark emulated.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Literal
 
 import components
 from components import ComponentError, RenderedIssue, clear_template_cache, substitute
@@ -114,8 +116,13 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+SCHEMES: tuple[tuple[str, Literal["light", "dark"]], ...] = (("", "light"), ("-dark", "dark"))
+SHOTS = [(f"{device}{suffix}", width, scheme) for suffix, scheme in SCHEMES
+         for device, width in (("desktop", DESKTOP), ("mobile", MOBILE))]
+
+
 def screenshots(url: str, folder: Path) -> dict[str, Path]:
-    """desktop.png (1024 px) and mobile.png (375 px) of the page at `url`."""
+    """desktop.png (1024 px) and mobile.png (375 px) of the page at `url`, light and dark."""
     from playwright.sync_api import Error, sync_playwright
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -124,8 +131,8 @@ def screenshots(url: str, folder: Path) -> dict[str, Path]:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
             try:
-                for name, width in (("desktop", DESKTOP), ("mobile", MOBILE)):
-                    page = browser.new_page(viewport={"width": width, "height": 900})
+                for name, width, scheme in SHOTS:
+                    page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
                     page.goto(url, wait_until="load")
                     out[name] = folder / f"{name}.png"
                     page.screenshot(path=str(out[name]), full_page=True)

@@ -114,6 +114,23 @@ def test_screenshots_desktop_and_mobile(tmp_path: Path, browser: Any) -> None:
         assert brand in {rgb.getpixel((512, y)) for y in range(0, 400)}
     with Image.open(shots / "mobile.png") as mobile:
         assert brand in {mobile.convert("RGB").getpixel((10, y)) for y in range(0, 400)}
+    # Dark mode (prefers-color-scheme emulated): the theme's dark palette is painted, and the
+    # body text is light on the dark card, never dark on dark.
+    dark = load_theme(load_issue(REFERENCE).fields.theme).colors_dark
+    assert dark is not None
+    for name, width in (("desktop-dark", 1024), ("mobile-dark", 375)):
+        path = shots / f"{name}.png"
+        assert f"Wrote {path}" in result.stdout
+        with Image.open(path) as image:
+            assert image.width == width
+            rgb = image.convert("RGB")
+            found = {colour for _, colour in rgb.getcolors(maxcolors=1 << 20) or []}
+            assert _rgb(dark.text) in found, f"{name}.png has no text in the dark text colour"
+            # A column inside the card's left padding: the dark card all the way down, never the light one.
+            x = (width - 600) // 2 + 6 if width > 600 else 6
+            column = [rgb.getpixel((x, y)) for y in range(700, min(rgb.height, 6000), 7)]
+            assert _rgb(colours.content_bg) not in column, f"{name}.png still paints the light card"
+            assert column.count(_rgb(dark.content_bg)) > len(column) / 2, f"{name}.png: the card is not dark"
 
 
 # --- (b) live reload ---------------------------------------------------------------------
