@@ -161,3 +161,11 @@ def test_theme_folder_templates_override_built_ins(tmp_path, monkeypatch):
     finally:
         pass
         render_module.clear_template_cache()
+
+
+def test_social_links_go_to_the_profile_not_a_share_page(reference_rendered):
+    # MJML's plain `twitter`/`facebook` elements wrap the href in a share URL
+    # (twitter.com/intent/tweet?url=…): "Twitter: @LancsVRN" must open the profile.
+    html = reference_rendered.html
+    assert 'href="https://twitter.com/LancsVRN"' in html
+    assert "intent/tweet" not in html and "sharer.php" not in html and "shareArticle" not in html
