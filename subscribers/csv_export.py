@@ -26,7 +26,7 @@ def export_csv(db: Database, list_name: str, out: Path | None = None,
     Rows are read through the driver, not SQLAlchemy's result processing:
     decoding JSON and timestamps per row would cost more than the export.
     """
-    with db.begin() as conn:
+    with db.begin(read_only=True) as conn:  # a long read: writers must not wait for it
         mailing_list = get_list(conn, list_name)
         custom = _field_names(conn, mailing_list.id)
         query = select(subscribers.c.email, subscribers.c.name, memberships.c.status,

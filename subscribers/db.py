@@ -58,10 +58,17 @@ class Database:
         return self.engine.dialect.name == "sqlite"
 
     @contextmanager
-    def begin(self) -> Iterator[Connection]:
+    def begin(self, *, read_only: bool = False) -> Iterator[Connection]:
+        """One transaction. On SQLite it takes the write lock up front (BEGIN IMMEDIATE)
+        unless `read_only`: a transaction that reads and then writes cannot wait for a
+        busy database (SQLite skips busy_timeout then) and fails at once with
+        "database is locked". Long reads (an export) pass read_only so writers go on."""
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            with self.engine.connect() as conn:
+                if read_only:
+                    conn = conn.execution_options(newsletter_read_only=True)
+                with conn.begin():
+                    yield conn
         except OperationalError as exc:
             raise DatabaseError(f"database error: {exc.orig}") from None
 
@@ -79,15 +86,22 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin(conn: Connection) -> None:
+    read_only = conn.get_execution_options().get("newsletter_read_only", False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
 def create(url: str) -> Engine:
     try:
-        engine = create_engine(url, future=True)
+        # PostgreSQL: enough connections for `serve`'s worker threads and several send workers.
+        options: dict[str, Any] = {"pool_size": 10, "max_overflow": 20} if url.startswith("postgresql") else {}
+        engine = create_engine(url, future=True, **options)
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
         raise DatabaseError(f"bad database URL {url!r}: {exc}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         # Let the sqlite3 module leave transactions to SQLAlchemy.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        event.listen(engine, "begin", _sqlite_begin)
         event.listen(engine, "connect", lambda dbapi_conn, _r: setattr(dbapi_conn, "isolation_level", None))
     return engine
 

@@ -109,7 +109,7 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 async def _unavailable(request: Request, exc: Exception) -> Response:
     """The database is down: 503, so a mail client's one-click POST and SNS retry later."""
     return service_of(request).pages.message(
-        "Please try again in a few minutes", "We cannot reach our records right now; nothing was changed.",
+        "Please try again in a few minutes", "We could not finish this just now. Please try again shortly.",
         status=503)
 
 

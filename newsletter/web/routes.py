@@ -52,10 +52,12 @@ async def unsubscribe(request: Request) -> Response:
     if target.is_proof:  # a test-send proof: the link works in form and changes nothing
         return s.pages.message("Unsubscribed (test message)", "This was a proof: nothing was changed.")
     try:
-        member, changed = await call(leave, s.db, target.subscriber_id, target.list_id, "link")
+        member, _ = await call(leave, s.db, target.subscriber_id, target.list_id, "link")
     except (SubscriberNotFound, NotAllowed):  # a database outage is not this: 503, so the client retries
         return _gone(request)
-    if changed:
+    if member.status == "unsubscribed":
+        # Every time, not only when `leave` changed something: if recording failed after
+        # the person left, the sender's retry must still count it (the event is idempotent).
         await call(record_unsubscribe, s.db, target.subscriber_id, target.list_id, member.email)
     return _left(request, member, again=True)
 
