@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ISSUE  := issues/2020-12.yaml
 
-.PHONY: install demo test lint snapshots bench clean
+.PHONY: install demo test lint snapshots bench clean caniemail
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,11 +44,16 @@ lint: $(STAMP)
 snapshots: $(STAMP)
 	NEWSLETTER_UPDATE_SNAPSHOTS=1 $(BIN)/python -m pytest -q tests/test_snapshots.py
 
+# Refresh the vendored caniemail.com data from npm (VERSION=x.y.z pins one); review the diff.
+caniemail:
+	sh components/caniemail/refresh.sh $(VERSION)
+
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
 	$(BIN)/python bench/bench_subscribers.py
 	$(BIN)/python bench/bench_send.py
 	$(BIN)/python bench/bench_events.py
+	$(BIN)/python bench/bench_web.py
 
 clean:
 	rm -rf dist outbox demo.db demo.db-wal demo.db-shm .pytest_cache .mypy_cache .ruff_cache

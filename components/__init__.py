@@ -21,6 +21,7 @@ _EXPORTS = {
     "Theme": ".theme", "load_theme": ".theme", "theme_names": ".theme",
     "load_issue": ".validate",
     "render_confirmation": ".transactional",
+    "SupportIssue": ".support", "check_support": ".support",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from .model import Block, Issue
     from .registry import components
     from .render import Footer, RenderedIssue, clear_template_cache, render_issue
+    from .support import SupportIssue, check_support
     from .theme import Theme, load_theme, theme_names
     from .transactional import render_confirmation
     from .validate import load_issue

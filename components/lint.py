@@ -42,12 +42,34 @@ class Finding:
         return f"{self.file}:{self.line}: {self.level}: {self.message} [{self.rule}]"
 
 
-def check_issue(issue: Issue, rendered: RenderedIssue | None = None) -> list[Finding]:
-    """Every finding for one valid issue, errors first."""
+def check_issue(issue: Issue, rendered: RenderedIssue | None = None,
+                clients: tuple[str, ...] | None = None) -> list[Finding]:
+    """Every finding for one valid issue, errors first; warnings the issue accepts (`accept:`) left out."""
     rendered = rendered or render_issue(issue)
     findings = [*_merge_fields(issue), *_insecure(issue, rendered), *_size(issue, rendered), *_envelope(issue),
-                *_accessibility(issue, rendered)]
-    return sorted(findings, key=lambda f: (f.level != "error", f.line, f.rule))
+                *_accessibility(issue, rendered), *_client_support(issue, rendered, clients)]
+    accepted = {a.rule for a in issue.fields.accept}
+    kept = [f for f in findings if not (f.level == "warning" and f.rule in accepted)]
+    return sorted(kept + _unknown_acceptances(issue), key=lambda f: (f.level != "error", f.line, f.rule))
+
+
+# Every rule `check` knows, so that `accept:` cannot name one that does not exist.
+RULES = ("merge-field", "insecure-link", "gmail-clip", "size", "libero-clip", "style-size", "preheader",
+         "subject-length", "client-support", "a11y-lang", "a11y-title", "a11y-layout-table", "a11y-headings",
+         "a11y-link-text", "a11y-alt-text", "a11y-contrast")
+
+
+def _unknown_acceptances(issue: Issue) -> list[Finding]:
+    return [Finding("error", "accept", f"accept: unknown rule {a.rule!r} (rules: {', '.join(RULES)})",
+                    issue.shown, 1) for a in issue.fields.accept if a.rule not in RULES]
+
+
+def _client_support(issue: Issue, rendered: RenderedIssue, clients: tuple[str, ...] | None) -> list[Finding]:
+    from .support import DEFAULT_CLIENTS, check_support
+    found = check_support(rendered.html, clients or DEFAULT_CLIENTS)
+    return [Finding(f.level, "client-support", f"{f.feature_title} ({f.feature_slug}) in {f.where}"
+                    + (f"; {'; '.join(f.notes)}" if f.notes else ""), issue.shown, 1, list(f.clients))
+            for f in found]
 
 
 def findings_from_invalid(exc: IssueInvalid) -> list[Finding]:

@@ -12,6 +12,15 @@ from .fields import BlockFields, Text
 from .registry import Component
 
 
+class Accepted(BaseModel):
+    """A `check` warning the issue's authors reviewed and accept, with why (errors cannot be accepted)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rule: Text
+    reason: Text
+
+
 class IssueFields(BaseModel):
     """The top level of an issue file (format 1)."""
 
@@ -24,6 +33,7 @@ class IssueFields(BaseModel):
     theme: str = "default"
     lang: str = Field(default="en", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
     blocks: list[Any] = Field(min_length=1)
+    accept: list[Accepted] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ def check_file(path: Path, settings: Settings) -> list[Finding]:
         issue = load_issue(path)
     except IssueInvalid as exc:
         return findings_from_invalid(exc)
-    return check_issue(issue, render_configured(issue, settings))
+    return check_issue(issue, render_configured(issue, settings), settings.check_clients)
 
 
 def check_files(paths: list[Path], settings: Settings) -> list[Finding]:

@@ -37,6 +37,8 @@ class Settings:
     smtp_url: str = "smtp://localhost:25"
     unsubscribe_mailto: str | None = None  # adds a mailto: to List-Unsubscribe
     theme: str = "default"  # of the web pages and the sign-up confirmation email
+    # The email clients `check` holds the email to (caniemail.com names: families or family.platform).
+    check_clients: tuple[str, ...] = ("gmail", "apple-mail", "outlook", "yahoo")
     # The footer every issue carries; the theme supplies these when unset.
     organisation: str | None = None
     postal_address: str | None = None
@@ -63,6 +65,7 @@ ENV = {
     "NEWSLETTER_SMTP_URL": "smtp_url",
     "NEWSLETTER_UNSUBSCRIBE_MAILTO": "unsubscribe_mailto",
     "NEWSLETTER_THEME": "theme",
+    "NEWSLETTER_CHECK_CLIENTS": "check_clients",
     "NEWSLETTER_ORGANISATION": "organisation",
     "NEWSLETTER_POSTAL_ADDRESS": "postal_address",
     "NEWSLETTER_REASON": "reason",
@@ -116,7 +119,7 @@ def _read_file(file: Path, errors: list[str]) -> dict[str, Any]:
 def _convert(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
     out = dict(raw)
     for key, value in raw.items():
-        if key not in ("ses_max_rate", "sns_topic_arns", *COUNTS) and not isinstance(value, str):
+        if key not in ("ses_max_rate", "sns_topic_arns", "check_clients", *COUNTS) and not isinstance(value, str):
             errors.append(f"{key}: must be a string, not {value!r}")
             del out[key]
     if "transport" in out and out["transport"] not in TRANSPORTS:
@@ -133,13 +136,9 @@ def _convert(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
     for key in COUNTS:
         if key in out:
             out[key] = _count(key, out[key], errors)
-    if "sns_topic_arns" in out:
-        value = out["sns_topic_arns"]
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, list) or not all(isinstance(a, str) for a in items):
-            errors.append(f"sns_topic_arns: must be a list of topic ARNs or a comma-separated string, not {value!r}")
-            items = []
-        out["sns_topic_arns"] = tuple(a.strip() for a in items if a.strip())
+    for key in ("sns_topic_arns", "check_clients"):
+        if key in out:
+            out[key] = _names(key, out[key], errors)
     base = out.get("base_url")
     if base is not None and not str(base).startswith(("http://", "https://")):
         errors.append(f"base_url: must start with http:// or https://, not {base!r}")
@@ -157,3 +156,12 @@ def _count(key: str, value: Any, errors: list[str]) -> int:
         errors.append(f"{key}: must be a whole number of at least 1, not {value!r}")
         return 1
     return number
+
+
+def _names(key: str, value: Any, errors: list[str]) -> tuple[str, ...]:
+    """A TOML list of strings or a comma-separated string (the environment's form)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(a, str) for a in items):
+        errors.append(f"{key}: must be a list of strings or a comma-separated string, not {value!r}")
+        return ()
+    return tuple(a.strip() for a in items if a.strip())

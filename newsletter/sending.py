@@ -23,7 +23,7 @@ def checked_render(issue_path: Path, settings: Settings, force: bool) -> Rendere
     """Render the issue; refuse one with check errors unless forced (design §4)."""
     issue = load_issue(issue_path)
     rendered = render_configured(issue, settings)
-    errors = [f for f in check_issue(issue, rendered) if f.level == "error"]
+    errors = [f for f in check_issue(issue, rendered, settings.check_clients) if f.level == "error"]
     if errors and not force:
         listed = "\n".join(f"  {f}" for f in errors)
         raise NewsletterError(f"{issue_path} has check errors; fix them or send with --force:\n{listed}")
