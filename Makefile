@@ -31,6 +31,8 @@ demo: $(STAMP)
 	@echo "The plain-text part:  dist/2020-12/email.txt"
 	@echo "The web version:      dist/2020-12/index.html"
 	@echo "The messages sent:    outbox/2020-12_demo/*.eml (one per subscriber)"
+	@echo "Their links work with the web service running (unsubscribe, archive):"
+	@echo "  NEWSLETTER_DATABASE_URL=sqlite:///demo.db NEWSLETTER_SECRET=demo-only-not-a-secret .venv/bin/newsletter serve"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
