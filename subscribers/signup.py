@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, and_, delete, func, select
 
 from .addresses import Address, normalise
-from .db import Database, utcnow
+from .db import Database, as_utc, utcnow
 from .errors import NotAllowed, SubscriberNotFound
 from .lists import get_list
 from .membership import _leave, _status
@@ -69,12 +69,22 @@ def sign_up(db: Database, email: str, list_name: str, name: str = "") -> SignUp:
         return SignUp("confirm" if confirm else "subscribed", _member(conn, subscriber_id, mailing_list.id))
 
 
-def confirm_subscription(db: Database, subscriber_id: int, list_id: int) -> ListMember:
-    """The confirmation link was followed: subscribed, and no longer suppressed (they asked, from that mailbox)."""
+def confirm_subscription(db: Database, subscriber_id: int, list_id: int,
+                         issued_at: dt.datetime | None = None) -> ListMember:
+    """The confirmation link was followed: subscribed, and no longer suppressed (they asked, from that mailbox).
+
+    A link made before the person last unsubscribed is stale: following it must
+    not undo that (NotAllowed); they can sign up again and get a fresh one.
+    """
     with db.begin() as conn:
         found = _member(conn, subscriber_id, list_id)
         if found.status == "subscribed":
             return found
+        left = conn.execute(select(memberships.c.unsubscribed_at).where(
+            memberships.c.subscriber_id == subscriber_id, memberships.c.list_id == list_id)).scalar()
+        # Token times are whole seconds, rounded down: only a leave after that second is surely later.
+        if issued_at is not None and left is not None and as_utc(left) >= issued_at + dt.timedelta(seconds=1):
+            raise NotAllowed("this confirmation link was made before you unsubscribed; please sign up again")
         now = utcnow()
         if found.status is None:
             conn.execute(memberships.insert().values(

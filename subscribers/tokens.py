@@ -7,6 +7,7 @@ Confirmation tokens expire: an unconfirmed sign-up is not consent forever.
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -69,13 +70,17 @@ class Tokens:
         return self._confirm.dumps([subscriber_id, list_id])
 
     def read_confirm(self, token: str, max_age: int = CONFIRM_MAX_AGE) -> UnsubscribeTarget:
+        return self.read_confirm_issued(token, max_age)[0]
+
+    def read_confirm_issued(self, token: str, max_age: int = CONFIRM_MAX_AGE) -> tuple[UnsubscribeTarget, dt.datetime]:
+        """The target and when the link was made: a link older than a later unsubscribe is stale."""
         try:
-            value = self._confirm.loads(token, max_age=max_age)
+            value, issued = self._confirm.loads(token, max_age=max_age, return_timestamp=True)
         except SignatureExpired:
             raise InvalidToken("this confirmation link has expired; please sign up again") from None
         except BadData:
             raise InvalidToken("this confirmation link is not valid") from None
-        return _target(value)
+        return _target(value), issued
 
 
 _DERIVED = {"key_derivation": "none"}

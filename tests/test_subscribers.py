@@ -213,3 +213,22 @@ def test_a_removed_list_created_again_keeps_who_left(db, tmp_path):
     with pytest.raises(subs.NotAllowed):
         subs.add_subscriber(db, "left@example.org", "news")
     assert subs.show(db, "left@example.org")["lists"][0]["status"] == "unsubscribed"
+
+
+def test_a_confirmation_link_made_before_an_unsubscribe_cannot_undo_it(db):
+    import datetime as dt
+    subs.create_list(db, "club", "Club", double_opt_in=True)
+    signed = subs.sign_up(db, "kim@example.org", "club", "Kim")
+    assert signed.outcome == "confirm" and signed.member.status == "unconfirmed"
+    tokens = subs.Tokens("s")
+    target, issued = tokens.read_confirm_issued(tokens.confirm(signed.member.subscriber_id, signed.member.list_id))
+    assert abs((dt.datetime.now(dt.UTC) - issued).total_seconds()) < 5
+    subs.unsubscribe(db, "kim@example.org", "club")  # they changed their mind before following it
+    with pytest.raises(subs.NotAllowed, match="before you unsubscribed"):
+        subs.confirm_subscription(db, target.subscriber_id, target.list_id, issued - dt.timedelta(seconds=1))
+    assert [m["status"] for m in subs.show(db, "kim@example.org")["lists"]] == ["unsubscribed"]
+    # Signing up again mails a fresh link, and that one works.
+    again = subs.sign_up(db, "kim@example.org", "club")
+    assert again.outcome == "confirm"
+    member = subs.confirm_subscription(db, target.subscriber_id, target.list_id, dt.datetime.now(dt.UTC))
+    assert member.status == "subscribed"

@@ -7,6 +7,8 @@ PostgreSQL database behind a load balancer.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -41,6 +43,11 @@ class Service:
         self.footer = footer_for(settings.theme, settings)
         self.pages = Pages(load_theme(settings.theme), self.footer.organisation, self.footer.postal_address)
         self._transport = transport
+
+    def client_key(self, ip: str) -> str:
+        """What the rate limit stores for a client: a keyed hash, not the IP (there are few IPv4
+        addresses; an unkeyed hash of one is reversed by trying them all)."""
+        return hmac.new((self.settings.secret or "").encode(), f"client:{ip}".encode(), hashlib.sha256).hexdigest()
 
     def transport(self) -> Any:
         """Made on first use: a sign-up confirmation is the only thing this service sends."""

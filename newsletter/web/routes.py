@@ -119,8 +119,7 @@ async def subscribe(request: Request) -> Response:
     except InvalidAddress:
         return _form(request, mailing_list, error="Please enter a whole email address, like name@example.org.",
                      email=email, name=name, status=400)
-    client = request.client.host if request.client else "unknown"
-    if not await call(allow_attempt, s.db, address, client):
+    if not await call(allow_attempt, s.db, address, s.client_key(request.client.host if request.client else "")):
         return s.pages.message("Please try again later", "There have been too many sign-ups from here or for this "
                                "address. Please wait an hour and try again.", status=429)
     await call(_sign_up, s, address.email, mailing_list.name, name)
@@ -164,13 +163,13 @@ async def confirm(request: Request) -> Response:
     if request.method != "GET":  # Starlette answers HEAD with GET's handler; a link checker's HEAD must not confirm
         return PlainTextResponse("use GET", status_code=405, headers={**SECURITY_HEADERS, "Allow": "GET"})
     try:
-        target = s.tokens.read_confirm(request.path_params["token"])
+        target, issued = s.tokens.read_confirm_issued(request.path_params["token"])
     except InvalidToken as exc:
         return _bad_link(request, "confirmation", str(exc))
     try:
-        member = await call(confirm_subscription, s.db, target.subscriber_id, target.list_id)
-    except (SubscriberNotFound, NotAllowed):
-        return s.pages.message("This link has expired", "Please sign up again.", status=400)
+        member = await call(confirm_subscription, s.db, target.subscriber_id, target.list_id, issued)
+    except (SubscriberNotFound, NotAllowed) as exc:
+        return s.pages.message("This link no longer works", str(exc), "Please sign up again.", status=400)
     return s.pages.message("You are subscribed", f"{mask(member.email)} will get {member.list_title}. Welcome!",
                            link=Link("/archive/", "Read past issues in the archive"))
 
