@@ -44,7 +44,7 @@ async def unsubscribe(request: Request) -> Response:
     from subscribers import InvalidToken, NotAllowed, SubscriberNotFound, leave
     s = service_of(request)
     if await body_of(request, MAX_FORM) is None:
-        return PlainTextResponse("request body too large", status_code=413, headers=SECURITY_HEADERS)
+        return _too_large()
     try:
         target = s.tokens.read_unsubscribe(request.path_params["token"])
     except InvalidToken as exc:
@@ -74,20 +74,27 @@ def _gone(request: Request) -> Response:
         "You are not on this list", "We hold no subscription for this link any more: nothing will be sent to you.")
 
 
+def _too_large() -> Response:
+    return PlainTextResponse("request body too large", status_code=413, headers=SECURITY_HEADERS)
+
+
 async def subscribe_form(request: Request) -> Response:
-    from subscribers import ListNotFound
+    mailing_list = await _list_or_404(request)
+    return mailing_list if isinstance(mailing_list, Response) else _form(request, mailing_list)
+
+
+async def _list_or_404(request: Request) -> Any:
+    """The list the path names, or the 404 page to answer with."""
+    from subscribers import ListNotFound, get_list
     s = service_of(request)
+
+    def find() -> Any:
+        with s.db.begin() as conn:
+            return get_list(conn, request.path_params["list"])
     try:
-        mailing_list = await call(_list, s.db, request.path_params["list"])
+        return await call(find)
     except ListNotFound:
         return s.pages.message("No such newsletter", "There is no newsletter at this address.", status=404)
-    return _form(request, mailing_list)
-
-
-def _list(db: Any, name: str) -> Any:
-    from subscribers import get_list
-    with db.begin() as conn:
-        return get_list(conn, name)
 
 
 def _form(request: Request, mailing_list: Any, *, error: str = "", email: str = "", name: str = "",
@@ -99,15 +106,14 @@ def _form(request: Request, mailing_list: Any, *, error: str = "", email: str = 
 
 async def subscribe(request: Request) -> Response:
     """The same answer whether the address was known or not; the confirmation goes by email."""
-    from subscribers import InvalidAddress, ListNotFound, allow_attempt, normalise
+    from subscribers import InvalidAddress, allow_attempt, normalise
     s = service_of(request)
-    try:
-        mailing_list = await call(_list, s.db, request.path_params["list"])
-    except ListNotFound:
-        return s.pages.message("No such newsletter", "There is no newsletter at this address.", status=404)
+    mailing_list = await _list_or_404(request)
+    if isinstance(mailing_list, Response):
+        return mailing_list
     body = await body_of(request, MAX_FORM)
     if body is None:
-        return PlainTextResponse("request body too large", status_code=413, headers=SECURITY_HEADERS)
+        return _too_large()
     form = form_of(body)
     if form is None:
         return _form(request, mailing_list, error="The form was not sent as expected; please try again.", status=400)
@@ -212,7 +218,7 @@ async def ses_webhook(request: Request) -> Response:
     s = service_of(request)
     body = await body_of(request, MAX_SNS)
     if body is None:
-        return PlainTextResponse("request body too large", status_code=413, headers=SECURITY_HEADERS)
+        return _too_large()
     try:
         outcome = await call(handle_sns, s.db, s.verifier, body, request.headers.get("x-amz-sns-message-type"),
                              s.policy)
