@@ -48,10 +48,6 @@ VAGUE_LINK_TEXT = frozenset({
     "read more", "learn more", "find out more", "more info", "more information", "details", "go",
 })
 
-# Written right to left: a primary language subtag, or a script subtag, from these.
-_RTL_LANGUAGES = frozenset({"ar", "arc", "ckb", "dv", "fa", "he", "iw", "ks", "ps", "sd", "syr", "ug", "ur", "yi"})
-_RTL_SCRIPTS = frozenset({"arab", "hebr", "syrc", "thaa", "nkoo", "adlm", "rohg"})
-
 # Which palette colour is drawn on which, as the templates use them (email.css.j2, email.mjml.j2
 # and the block templates). Foreground first: the finding points at its line in the theme.
 CONTRAST_PAIRS = (
@@ -236,7 +232,7 @@ def _lang(issue: Issue, page: _Scan) -> list[A11yFinding]:
     elif lang.lower() != want.lower():
         found.append(_lang_error(issue, f'the email\'s wrapper <div> says lang="{lang}" but the issue is in '
                                         f'"{want}"; set <mjml lang> from the issue'))
-    expected = "rtl" if _is_rtl(want) else "ltr"
+    expected = issue.fields.direction
     if not direction:
         found.append(_lang_error(issue, "the email's wrapper <div> has no dir attribute; "
                                         f'set <mjml dir="{expected}">'))
@@ -251,13 +247,6 @@ def _lang(issue: Issue, page: _Scan) -> list[A11yFinding]:
 def _lang_error(issue: Issue, message: str) -> A11yFinding:
     return ("error", "a11y-lang", message, issue.shown, 1)
 
-
-def _is_rtl(lang: str) -> bool:
-    parts = lang.lower().split("-")
-    script = next((p for p in parts[1:] if len(p) == 4 and p.isalpha()), None)
-    if script is not None:
-        return script in _RTL_SCRIPTS
-    return parts[0] in _RTL_LANGUAGES
 
 
 # --- 2. title ----------------------------------------------------------------------------------

@@ -11,6 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from .fields import BlockFields, Text
 from .registry import Component
 
+# Written right to left: a primary language subtag, or a script subtag, from these.
+RTL_LANGUAGES = frozenset({"ar", "arc", "ckb", "dv", "fa", "he", "iw", "ks", "ps", "sd", "syr", "ug", "ur", "yi"})
+RTL_SCRIPTS = frozenset({"arab", "hebr", "syrc", "thaa", "nkoo", "adlm", "rohg"})
+
 
 class Accepted(BaseModel):
     """A `check` warning the issue's authors reviewed and accept, with why (errors cannot be accepted)."""
@@ -34,6 +38,13 @@ class IssueFields(BaseModel):
     lang: str = Field(default="en", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
     blocks: list[Any] = Field(min_length=1)
     accept: list[Accepted] = Field(default_factory=list)
+
+    @property
+    def direction(self) -> str:
+        """`rtl` or `ltr`, from the language: by its script subtag if it has one, else its language."""
+        parts = self.lang.lower().split("-")
+        script = next((p for p in parts[1:] if len(p) == 4 and p.isalpha()), None)
+        return "rtl" if (script in RTL_SCRIPTS if script else parts[0] in RTL_LANGUAGES) else "ltr"
 
 
 @dataclass(frozen=True)

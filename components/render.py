@@ -102,12 +102,6 @@ class Context:
         # markdown-it from seeing the link at all.
         return markdown.to_text(self._tokens(text))
 
-    @property
-    def direction(self) -> str:
-        """`rtl` for right-to-left languages: clients keep dir only on the body wrapper, not on <html>."""
-        from .a11y import _is_rtl
-        return "rtl" if _is_rtl(self.issue.fields.lang) else "ltr"
-
     def asset(self, src: str) -> str:
         if src in self.issue.assets:
             return ASSET_PREFIX + published_name(self.issue.source, self.issue.assets[src])
