@@ -43,9 +43,9 @@ class MalformedEvent(MailerError):
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # bounce, complaint, delivery, send, reject, delivery_delay, open, click, …
+    kind: str  # bounce, complaint, delivery, send, reject, delivery_delay, open, click, … (unsubscribe: ours)
     email: str | None  # the recipient as SES reported it
-    message_id: str
+    message_id: str | None  # None only for our own events (an unsubscribe through a link)
     occurred_at: dt.datetime
     key: str  # the same notification applied twice has the same key
     bounce_type: str | None = None
@@ -53,7 +53,7 @@ class Event:
     detail: Mapping[str, Any] = field(default_factory=dict)
     tags: Mapping[str, list[str]] = field(default_factory=dict)
     sns_message_id: str | None = None
-    raw: str = ""
+    raw: str | None = None  # the SES payload as received
 
     @property
     def hard(self) -> bool | None:

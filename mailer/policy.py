@@ -83,7 +83,7 @@ def apply_events(conn: Connection, parsed: Iterable[Event], policy: Policy, sour
     for event in batch:
         address = try_normalise(event.email) if event.email else None
         address = address if isinstance(address, Address) else None
-        owner = owners.get(event.message_id) or _tagged_owner(conn, event)
+        owner = (owners.get(event.message_id) if event.message_id else None) or _tagged_owner(conn, event)
         if not _store(conn, event, address, owner, source, now):
             applied.duplicates += 1
             continue
@@ -103,7 +103,7 @@ def record_malformed(conn: Connection, source: str, body: str | bytes, error: st
 
 def _owners(conn: Connection, batch: list[Event]) -> dict[str, tuple[int, int]]:
     """message id -> (delivery id, send id), for the messages the ledger sent."""
-    ids = sorted({e.message_id for e in batch})
+    ids = sorted({e.message_id for e in batch if e.message_id})
     if not ids:
         return {}
     rows = conn.execute(select(deliveries.c.message_id, deliveries.c.id, deliveries.c.send_id)
@@ -200,9 +200,7 @@ def record_unsubscribe(db: Database, subscriber_id: int, list_id: int, email: st
         if owner is None:
             return False
         now = dt.datetime.now(dt.UTC)
-        conn.execute(insert_new_only(conn.dialect.name, events, "key"), dict(
-            key=f"unsubscribe:{owner.id}", kind="unsubscribe", email=None,
-            email_hash=address.hash if isinstance(address, Address) else None, hard=None, bounce_type=None,
-            bounce_subtype=None, detail={}, message_id=None, delivery_id=owner.id, send_id=owner.send_id,
-            occurred_at=now, received_at=now, source="link", sns_message_id=None, raw=None))
+        # No address in the row (only its hash), like every event after `forget`.
+        event = Event(kind="unsubscribe", email=None, message_id=None, occurred_at=now, key=f"unsubscribe:{owner.id}")
+        _store(conn, event, address if isinstance(address, Address) else None, (owner.id, owner.send_id), "link", now)
         return True
