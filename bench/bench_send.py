@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))  # run as a script or imported as bench.bench_send
+from peers import free_port  # noqa: E402
+
 REFERENCE = ROOT / "issues" / "2020-12.yaml"
 FROM = "LVRN News <news@lancsvrn.example>"
 
@@ -33,12 +35,6 @@ class H(BaseHTTPRequestHandler):
     def log_message(self, *a): pass
 s = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H); print("ready", flush=True); s.serve_forever()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _aws(port: int) -> None:

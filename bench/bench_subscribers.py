@@ -13,8 +13,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
+
+from peers import pg_schema
 
 CHILD = """
 import sys, time
@@ -66,22 +67,9 @@ def main() -> None:
         size = path.stat().st_size / 1e6
         print(f"generated {args.rows:,} rows ({size:.0f} MB) in {time.perf_counter() - start:.1f} s")
         run(f"sqlite:///{folder}/bench.db", path, args.rows, "SQLite")
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
-        try:
-            from sqlalchemy import create_engine, text
-            admin = create_engine(args.pg, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        except Exception as exc:  # noqa: BLE001 (a benchmark: report and go on)
-            print(f"PostgreSQL skipped: {exc}")
-            return
-        try:
-            sep = "&" if "?" in args.pg else "?"
-            run(f"{args.pg}{sep}options=-csearch_path%3D{schema}", path, args.rows, "PostgreSQL")
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-
+        with pg_schema(args.pg) as url:
+            if url is not None:
+                run(url, path, args.rows, "PostgreSQL")
 
 if __name__ == "__main__":
     main()

@@ -21,17 +21,17 @@ import io
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from peers import free_port, pg_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 ISSUE = ROOT / "issues" / "2021-01.yaml"
@@ -39,12 +39,6 @@ SLUG, LIST = "2021-01", "bench"
 NEWSLETTER = Path(sys.executable).parent / "newsletter"
 BODY = b"List-Unsubscribe=One-Click"
 HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cli(env: dict[str, str], cwd: Path, *args: str) -> str:
@@ -250,23 +244,9 @@ def main() -> None:
     if not pg:
         print("PostgreSQL skipped (set NEWSLETTER_BENCH_PG_URL to run it too)")
         return
-    from sqlalchemy import create_engine, text
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(pg, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:  # noqa: BLE001 (a benchmark: report and go on)
-        print(f"PostgreSQL skipped: {exc}")
-        return
-    try:
-        sep = "&" if "?" in pg else "?"
-        run("PostgreSQL", f"{pg}{sep}options=-csearch_path%3D{schema}", args.subscribers, args.concurrency)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
+    with pg_schema(pg) as url:
+        if url is not None:
+            run("PostgreSQL", url, args.subscribers, args.concurrency)
 
 if __name__ == "__main__":
     main()
