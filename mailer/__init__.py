@@ -22,7 +22,7 @@ _EXPORTS = {
     "make_transport": ".transports",
     "Event": ".events", "MalformedEvent": ".events", "parse_body": ".events", "parse_ses": ".events",
     "SnsRefused": ".sns", "SnsVerifier": ".sns", "WebhookOutcome": ".webhook", "handle_sns": ".webhook",
-    "Applied": ".policy", "Policy": ".policy", "apply": ".policy", "record_unsubscribe": ".policy", "take": ".policy",
+    "Applied": ".policy", "Policy": ".policy", "record_unsubscribe": ".policy", "take": ".policy",
     "ArchivedIssue": ".archive", "archived_asset": ".archive", "archived_issues": ".archive",
     "archived_page": ".archive", "publish": ".archive", "send_one": ".transactional",
 }
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from .errors import MailerError, SendStopped, TransportError
     from .events import Event, MalformedEvent, parse_body, parse_ses
     from .message import Envelope, MessageTemplate, Recipient
-    from .policy import Applied, Policy, apply, record_unsubscribe, take
+    from .policy import Applied, Policy, record_unsubscribe, take
     from .ratelimit import RateLimiter
     from .reports import report
     from .sending import Plan, SendResult, plan_send, run_send, send_proofs

@@ -1,7 +1,8 @@
 """The one place SES events change anything: store them, attribute them, suppress.
 
-Both inputs, the SQS poller and the SNS webhook, feed `take()` (or `apply()`
-with parsed events), so a bounce has the same effect however it arrives.
+Both inputs, the SQS poller and the SNS webhook, feed `take()`, and every event
+goes through the one `apply_events()`, so a bounce has the same effect however
+it arrives.
 
 The policy (design §8): a permanent bounce suppresses the address at once; a
 complaint suppresses it and unsubscribes it from every list (consent is
@@ -67,11 +68,6 @@ def take(db: Database, bodies: Sequence[str | bytes], policy: Policy, source: st
     applied.malformed = len(unreadable)
     applied.errors = [error for _, error in unreadable]
     return applied
-
-
-def apply(db: Database, parsed: Iterable[Event], policy: Policy, source: str) -> Applied:
-    with db.begin() as conn:
-        return apply_events(conn, parsed, policy, source)
 
 
 def apply_events(conn: Connection, parsed: Iterable[Event], policy: Policy, source: str) -> Applied:

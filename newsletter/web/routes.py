@@ -33,7 +33,7 @@ async def unsubscribe_page(request: Request) -> Response:
     except (SubscriberNotFound, NotAllowed):
         return _gone(request)
     if member.status in (None, "unsubscribed"):
-        return _left(request, member, again=True)
+        return _left(request, member)
     return s.pages.render("unsubscribe.html", title=f"Unsubscribe from {member.list_title}",
                           list_title=member.list_title, masked=mask(member.email), action=request.url.path)
 
@@ -59,14 +59,13 @@ async def unsubscribe(request: Request) -> Response:
         # Every time, not only when `leave` changed something: if recording failed after
         # the person left, the sender's retry must still count it (the event is idempotent).
         await call(record_unsubscribe, s.db, target.subscriber_id, target.list_id, member.email)
-    return _left(request, member, again=True)
+    return _left(request, member)
 
 
-def _left(request: Request, member: Any, *, again: bool) -> Response:
+def _left(request: Request, member: Any) -> Response:
     return service_of(request).pages.message(
         "You are unsubscribed", f"{mask(member.email)} will get no more issues of {member.list_title}.",
-        link=Link(f"/subscribe/{member.list_name}", f"Changed your mind? Subscribe to {member.list_title} again")
-        if again else None)
+        link=Link(f"/subscribe/{member.list_name}", f"Changed your mind? Subscribe to {member.list_title} again"))
 
 
 def _gone(request: Request) -> Response:
