@@ -66,14 +66,17 @@ class Event:
 def parse_body(body: str | bytes) -> list[Event]:
     """An SQS message body or a verified SNS Message: the events it carries (maybe none)."""
     outer = _json(body, "the message")
-    sns_id = None
     if "Type" in outer and "notificationType" not in outer and "eventType" not in outer:
         if outer.get("Type") != "Notification":
             raise MalformedEvent(f"an SNS {outer.get('Type')!r} message, not a Notification")
         sns_id = _text(outer, "MessageId", "the SNS message")
-        message = _text(outer, "Message", "the SNS message")
-        return parse_ses(_json(message, "the SNS Message"), sns_message_id=sns_id, raw=message)
+        return parse_message(_text(outer, "Message", "the SNS message"), sns_message_id=sns_id)
     return parse_ses(outer, raw=body.decode("utf-8") if isinstance(body, bytes) else body)
+
+
+def parse_message(message: str, *, sns_message_id: str) -> list[Event]:
+    """The `Message` of an SNS notification (already unwrapped, e.g. verified by the webhook)."""
+    return parse_ses(_json(message, "the SNS Message"), sns_message_id=sns_message_id, raw=message)
 
 
 def parse_ses(payload: Mapping[str, Any], *, sns_message_id: str | None = None, raw: str | None = None) -> list[Event]:

@@ -13,7 +13,7 @@ bounces count as permanent.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, select
@@ -52,13 +52,14 @@ class Applied:
         self.errors += other.errors
 
 
-def take(db: Database, bodies: Sequence[str | bytes], policy: Policy, source: str) -> Applied:
+def take(db: Database, bodies: Sequence[str | bytes], policy: Policy, source: str,
+         parse: Callable[[str | bytes], list[Event]] = parse_body) -> Applied:
     """Parse and apply a batch of message bodies in one transaction; unreadable ones are recorded."""
     parsed: list[Event] = []
     unreadable: list[tuple[str | bytes, str]] = []
     for body in bodies:
         try:
-            parsed += parse_body(body)
+            parsed += parse(body)
         except MalformedEvent as exc:
             unreadable.append((body, str(exc)))
     with db.begin() as conn:

@@ -6,11 +6,12 @@ inbound_errors and acknowledged, because SNS would otherwise retry it for an hou
 """
 from __future__ import annotations
 
-import json
+import functools
 from dataclasses import dataclass
 
 from subscribers import Database
 
+from .events import parse_message
 from .policy import Applied, Policy, take
 from .sns import NOTIFICATION, SUBSCRIPTION, SnsVerifier
 
@@ -30,5 +31,6 @@ def handle_sns(db: Database, verifier: SnsVerifier, body: bytes | str, message_t
         return WebhookOutcome("subscription-confirmed")
     if message.type != NOTIFICATION:  # UnsubscribeConfirmation: following it would re-subscribe
         return WebhookOutcome("ignored")
-    # The verified envelope, so the events keep its SNS MessageId.
-    return WebhookOutcome("notification", take(db, [json.dumps(message.raw)], policy, "webhook"))
+    # The envelope is verified and parsed already: only its Message is left to read.
+    parse = functools.partial(parse_message, sns_message_id=message.message_id)
+    return WebhookOutcome("notification", take(db, [message.message], policy, "webhook", parse=parse))
