@@ -31,9 +31,11 @@ class Settings:
     ses_max_rate: float | None = None
     sqs_queue_url: str | None = None
     sns_topic_arns: tuple[str, ...] = ()
-    # Transient bounces: suppress after this many within this many days, no delivery between.
+    # Transient bounces: suppress after this many within this many days, no delivery between,
+    # or after transient bounces on this many sends of a list in a row, however far apart.
     soft_bounce_limit: int = 3
     soft_bounce_days: int = 30
+    soft_bounce_sends: int = 4
     smtp_url: str = "smtp://localhost:25"
     unsubscribe_mailto: str | None = None  # adds a mailto: to List-Unsubscribe
     theme: str = "default"  # of the web pages and the sign-up confirmation email
@@ -62,6 +64,7 @@ ENV = {
     "NEWSLETTER_SNS_TOPIC_ARNS": "sns_topic_arns",
     "NEWSLETTER_SOFT_BOUNCE_LIMIT": "soft_bounce_limit",
     "NEWSLETTER_SOFT_BOUNCE_DAYS": "soft_bounce_days",
+    "NEWSLETTER_SOFT_BOUNCE_SENDS": "soft_bounce_sends",
     "NEWSLETTER_SMTP_URL": "smtp_url",
     "NEWSLETTER_UNSUBSCRIBE_MAILTO": "unsubscribe_mailto",
     "NEWSLETTER_THEME": "theme",
@@ -71,7 +74,7 @@ ENV = {
     "NEWSLETTER_REASON": "reason",
 }
 TRANSPORTS = ("ses", "file", "smtp")
-COUNTS = ("soft_bounce_limit", "soft_bounce_days")  # whole numbers, at least 1
+COUNTS = ("soft_bounce_limit", "soft_bounce_days", "soft_bounce_sends")  # whole numbers, at least 1
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
