@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
 
 _EXPORTS = {
-    "MailerError": ".errors", "SendStopped": ".errors", "TransportError": ".errors",
+    "MailerError": ".errors", "SendStopped": ".errors", "TransportError": ".errors", "ContentChanged": ".errors",
+    "ArchiveConflict": ".errors",
     "Envelope": ".message", "MessageTemplate": ".message", "Recipient": ".message",
     "RateLimiter": ".ratelimit",
     "Plan": ".sending", "SendResult": ".sending", "plan_send": ".sending", "run_send": ".sending",
-    "send_proofs": ".sending",
+    "send_proofs": ".sending", "start_send": ".sending", "content_hash": ".sending",
     "report": ".reports",
     "make_transport": ".transports",
     "Event": ".events", "MalformedEvent": ".events", "parse_body": ".events", "parse_ses": ".events",
@@ -39,13 +40,13 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:
     from .archive import ArchivedIssue, archived_asset, archived_issues, archived_page, publish
-    from .errors import MailerError, SendStopped, TransportError
+    from .errors import ArchiveConflict, ContentChanged, MailerError, SendStopped, TransportError
     from .events import Event, MalformedEvent, parse_body, parse_ses
     from .message import Envelope, MessageTemplate, Recipient
     from .policy import Applied, Policy, record_unsubscribe, take
     from .ratelimit import RateLimiter
     from .reports import report
-    from .sending import Plan, SendResult, plan_send, run_send, send_proofs
+    from .sending import Plan, SendResult, content_hash, plan_send, run_send, send_proofs, start_send
     from .sns import SnsRefused, SnsVerifier
     from .transactional import send_one
     from .transports import make_transport

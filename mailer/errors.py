@@ -8,14 +8,19 @@ class MailerError(Exception):
 class TransportError(MailerError):
     """A transport could not send one message.
 
-    `retryable`: throttling or a server error, worth another try later.
+    `retryable`: the answer proves the message was NOT accepted (throttling, a
+    connection that never opened): worth another try later.
+    `ambiguous`: the request may have been accepted (a 5xx after it was sent, a
+    timeout or reset while waiting for the answer): never resent by itself; the
+    ledger row stays `sending` (unknown) until an SES event settles it.
     `fatal`: the account cannot send at all (paused, suspended): stop the send.
     Otherwise the message was refused for good: fail that recipient only.
     """
 
-    def __init__(self, message: str, *, retryable: bool = False, fatal: bool = False, code: str = ""):
+    def __init__(self, message: str, *, retryable: bool = False, fatal: bool = False, ambiguous: bool = False,
+                 code: str = ""):
         super().__init__(message)
-        self.retryable, self.fatal, self.code = retryable, fatal, code
+        self.retryable, self.fatal, self.ambiguous, self.code = retryable, fatal, ambiguous, code
 
 
 class SendStopped(MailerError):
@@ -24,3 +29,11 @@ class SendStopped(MailerError):
 
 class QueueError(MailerError):
     """SQS could not be read or written (the events wait in the queue)."""
+
+
+class ContentChanged(MailerError):
+    """A send would resume with content other than what it started with."""
+
+
+class ArchiveConflict(MailerError):
+    """The archive already holds other content under this issue's slug."""

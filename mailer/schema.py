@@ -10,7 +10,7 @@ when the row's turn comes, and `forget` nulls the subscriber id.
 """
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, Integer, LargeBinary, MetaData, String, Table, Text
+from sqlalchemy import JSON, Boolean, Column, DateTime, Float, Integer, LargeBinary, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -26,6 +26,20 @@ sends = Table(
     Column("state", String(20), nullable=False),  # running, finished, stopped
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
+    Column("content_hash", String(64)),  # the built issue it started with (m0004)
+)
+
+# Each process running a send (m0004). Rows it claimed carry its id and stay
+# `pending` until handed to the transport; when it stops beating, they are free.
+send_runs = Table(
+    "send_runs", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("send_id", Integer, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat", Float, nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
 )
 
 deliveries = Table(
@@ -39,6 +53,7 @@ deliveries = Table(
     Column("attempts", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True)),
+    Column("run_id", Integer),  # the run that claimed it (m0004)
 )
 
 # Every SES event, one row per recipient, kept and attributed to its send
@@ -86,6 +101,7 @@ archive = Table(
     Column("preheader", Text, nullable=False),
     Column("web_html", Text, nullable=False),
     Column("published_at", DateTime(timezone=True), nullable=False),
+    Column("content_hash", String(64)),  # the built issue published (m0004)
 )
 
 archive_assets = Table(

@@ -2,31 +2,32 @@
 
 1. `plan_send` reads what a send would do (nothing is written: --dry-run).
 2. `start_send` creates the send and freezes its recipients into the ledger,
-   or finds the send already there (running it again resumes it).
-3. `run_send` claims small batches of pending rows (marking them `sending`,
-   committed before anything is sent), mails them from worker threads at the
-   limiter's pace, and records each outcome. Rows claimed but not attempted
-   (Ctrl-C, a paused account) go back to `pending`; rows left `sending` by a
-   crash are "unknown" and are resent only with `retry_unknown`.
+   or joins the send already there (running it again resumes it), refusing to
+   resume it with content other than what it started with.
+3. `run_send` registers a run, claims small batches of pending rows for it,
+   and hands them to worker threads that mail them at the limiter's pace. The
+   ledger protocol (mailer/ledger.py) keeps the ledger true after any crash:
+   rows claimed but not handed over return to work by themselves, and rows left
+   `sending` are at most the transport calls that were in flight.
 On PostgreSQL several processes can run the same send: claims use
-FOR UPDATE SKIP LOCKED, so no row is claimed twice.
+FOR UPDATE SKIP LOCKED and carry the run's id, so no row is claimed twice.
 """
 from __future__ import annotations
 
-import datetime as dt
+import hashlib
 import queue
 import random
 import re
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from components import RenderedIssue
 from subscribers import (
     Database,
     Member,
@@ -38,14 +39,18 @@ from subscribers import (
     suppressed_among_subscribed,
 )
 
-from .errors import SendStopped, TransportError
+from . import ledger
+from .errors import ContentChanged, SendStopped, TransportError
+from .ledger import Outcome, utcnow
 from .message import MessageTemplate, Recipient
 from .ratelimit import RateLimiter
 from .schema import deliveries, sends
 from .transports import Transport
 
-MAX_ATTEMPTS = 5  # per message, for throttling and server errors
+MAX_ATTEMPTS = 5  # per message, for answers that prove it was not accepted (throttling, no connection)
 MAX_CONSECUTIVE_ERRORS = 20  # then something is wrong with the account, not the recipients
+
+ledger_counts = ledger.counts  # where reports and the CLI have always found it
 
 
 @dataclass
@@ -67,47 +72,78 @@ class Plan:
 
 @dataclass
 class SendResult:
+    total: int = 0  # rows this run set out to send (pending when it started)
     sent: int = 0
     failed: int = 0
     skipped: int = 0
-    released: int = 0  # claimed, not attempted, back to pending
+    unknown: int = 0  # handed over, outcome unknown: left `sending`
+    released: int = 0  # claimed, not attempted or not accepted: back to pending
     stopped: str | None = None
     errors: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def done(self) -> int:
+        return self.sent + self.failed + self.skipped + self.unknown
 
-def _now() -> Any:
-    return func.current_timestamp()
 
-
-def ledger_counts(conn: Connection, send_id: int) -> dict[str, int]:
-    query = select(deliveries.c.state, func.count()).where(deliveries.c.send_id == send_id).group_by(
-        deliveries.c.state)
-    return {state: int(n) for state, n in conn.execute(query)}
+def content_hash(rendered: RenderedIssue) -> str:
+    """What a send is bound to: the built issue (text, HTML, web version, images)."""
+    digest = hashlib.sha256()
+    for part in (rendered.subject, rendered.preheader, rendered.html, rendered.text, rendered.web_html):
+        digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+    for name, path in sorted(rendered.assets.items()):
+        digest.update(name.encode("utf-8", "surrogatepass") + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def plan_send(db: Database, issue: str, list_name: str) -> Plan:
-    with db.begin() as conn:
+    with db.begin(read_only=True) as conn:
         mailing_list = get_list(conn, list_name)
         send_id = conn.execute(select(sends.c.id).where(
             sends.c.issue == issue, sends.c.list_name == list_name)).scalar()
         return Plan(issue, list_name, mailing_list.id, send_id, status_counts(conn, mailing_list.id),
                     suppressed_among_subscribed(conn, mailing_list.id),
-                    ledger_counts(conn, send_id) if send_id else {})
+                    ledger.counts(conn, send_id) if send_id else {})
 
 
-def start_send(db: Database, plan: Plan, subject: str) -> int:
-    """Create the send and freeze its recipients, or return the existing one (resume)."""
-    if plan.send_id is not None:
-        return plan.send_id
-    try:
-        return _create_send(db, plan, subject)
-    except IntegrityError:  # another process created it between our look and our insert: join it
-        with db.begin() as conn:
-            return int(conn.execute(select(sends.c.id).where(
-                sends.c.issue == plan.issue, sends.c.list_name == plan.list_name)).scalar_one())
+def start_send(db: Database, plan: Plan, subject: str, content: str | None = None, *, force: bool = False) -> int:
+    """Create the send and freeze its recipients, or join the existing one (resume).
+
+    `content`: the built issue's content_hash. Resuming a send with other content
+    (a draft under the same slug, an edited file) raises ContentChanged unless forced.
+    """
+    send_id = plan.send_id
+    if send_id is None:
+        try:
+            send_id = _create_send(db, plan, subject, content)
+        except IntegrityError:  # another process created it between our look and our insert: join it
+            send_id = _find_send(db, plan)
+    if content is not None:
+        _bind(db, send_id, plan, content, force)
+    return send_id
 
 
-def _create_send(db: Database, plan: Plan, subject: str) -> int:
+def _find_send(db: Database, plan: Plan) -> int:
+    with db.begin(read_only=True) as conn:
+        return int(conn.execute(select(sends.c.id).where(
+            sends.c.issue == plan.issue, sends.c.list_name == plan.list_name)).scalar_one())
+
+
+def _bind(db: Database, send_id: int, plan: Plan, content: str, force: bool) -> None:
+    with db.begin() as conn:
+        bound = conn.execute(select(sends.c.content_hash).where(sends.c.id == send_id)).scalar()
+        if bound == content:
+            return
+        if bound is not None and not force:
+            raise ContentChanged(
+                f"the send of {plan.issue!r} to {plan.list_name!r} started with other content: this file "
+                "builds a different email (a draft or an edited copy under the same slug?). Resuming would mail "
+                "this version to the rest of the list. Give a different issue its own file name (the slug), "
+                "or resume with --force to send this version to those not yet sent.")
+        conn.execute(update(sends).where(sends.c.id == send_id).values(content_hash=content))
+
+
+def _create_send(db: Database, plan: Plan, subject: str, content: str | None) -> int:
     with db.begin() as conn:
         existing = conn.execute(select(sends.c.id).where(
             sends.c.issue == plan.issue, sends.c.list_name == plan.list_name)).scalar()
@@ -115,35 +151,12 @@ def _create_send(db: Database, plan: Plan, subject: str) -> int:
             return int(existing)
         send_id = int(conn.execute(sends.insert().values(
             issue=plan.issue, list_id=plan.list_id, list_name=plan.list_name, subject=subject,
-            state="running", created_at=_now())).inserted_primary_key[0])  # type: ignore[index]
+            state="running", created_at=utcnow(), content_hash=content)).inserted_primary_key[0])  # type: ignore[index]
         frozen = subscribed_ids(plan.list_id).add_columns(
-            bindparam("s", send_id), bindparam("st", "pending"), bindparam("a", 0), _now())
+            bindparam("s", send_id), bindparam("st", "pending"), bindparam("a", 0), func.current_timestamp())
         conn.execute(deliveries.insert().from_select(
             ["subscriber_id", "send_id", "state", "attempts", "updated_at"], frozen))
         return send_id
-
-
-def _claim(db: Database, send_id: int, size: int) -> list[tuple[int, int | None]]:
-    with db.begin() as conn:
-        pending = (select(deliveries.c.id)
-                   .where(deliveries.c.send_id == send_id, deliveries.c.state == "pending")
-                   .order_by(deliveries.c.id).limit(size)
-                   .with_for_update(skip_locked=True))  # PostgreSQL: workers never share a row
-        claimed = conn.execute(
-            update(deliveries).where(deliveries.c.id.in_(pending.scalar_subquery()))
-            .values(state="sending", updated_at=_now())
-            .returning(deliveries.c.id, deliveries.c.subscriber_id)).all()
-        return sorted((int(i), s) for i, s in claimed)
-
-
-def _record(db: Database, outcomes: list[dict[str, Any]]) -> None:
-    if not outcomes:
-        return
-    with db.begin() as conn:
-        conn.execute(update(deliveries).where(deliveries.c.id == bindparam("d_id")).values(
-            state=bindparam("d_state"), message_id=bindparam("d_mid"), error=bindparam("d_error"),
-            attempts=deliveries.c.attempts + bindparam("d_attempts"), updated_at=_now(),
-            sent_at=bindparam("d_sent")), outcomes)
 
 
 def _tag(value: str) -> str:
@@ -151,9 +164,27 @@ def _tag(value: str) -> str:
 
 
 @dataclass
-class _Sender:
-    """What a worker thread needs to mail one recipient."""
+class _Job:
+    delivery_id: int
+    recipient: Recipient
 
+
+@dataclass
+class _Report:
+    """A worker's word to the run about one job (the ledger already holds its outcome)."""
+
+    state: str  # sent | failed | sending (unknown) | pending (given back) | lost (another run has it)
+    attempts: int = 0
+    error: TransportError | None = None
+    unexpected: BaseException | None = None
+
+
+@dataclass
+class _Sender:
+    """What a worker thread needs to mail one recipient, and how it keeps the ledger true."""
+
+    db: Database
+    run_id: int
     template: MessageTemplate
     transport: Transport
     limiter: RateLimiter
@@ -161,41 +192,48 @@ class _Sender:
     tags: dict[str, str]
     sleep: Callable[[float], None] = time.sleep
 
-    def deliver(self, delivery_id: int, recipient: Recipient) -> dict[str, Any]:
-        outcome: dict[str, Any] = {"d_id": delivery_id, "d_mid": None, "d_error": None, "d_sent": None,
-                                   "d_attempts": 0, "d_state": "pending"}
-        raw = self.template.personalise(recipient)
-        tags = {**self.tags, "delivery_id": str(delivery_id), "subscriber_id": str(recipient.subscriber_id)}
+    def deliver(self, job: _Job) -> _Report:
+        try:
+            raw = self.template.personalise(job.recipient)
+        except Exception as exc:  # noqa: BLE001  (a bad merge value or address fails this one recipient)
+            ledger.record(self.db, [Outcome(job.delivery_id, "failed", error=f"message could not be made: {exc}")])
+            return _Report("failed")
+        tags = {**self.tags, "delivery_id": str(job.delivery_id),
+                "subscriber_id": str(job.recipient.subscriber_id)}
+        report = _Report("pending")
         for attempt in range(MAX_ATTEMPTS):
             if self.stop.is_set():
-                return outcome  # never attempted: back to pending
+                return report  # not (or no longer) attempted: the row is pending, still ours until the run ends
             self.limiter.acquire()
-            outcome["d_attempts"] += 1
-            try:
-                outcome["d_mid"] = self.transport.send(raw, recipient.email, tags)
-            except TransportError as exc:
-                outcome["d_error"] = str(exc)
-                outcome["error"] = exc
-                if exc.fatal:
-                    self.stop.set()
-                    return outcome  # the account cannot send: nothing went out
-                if not exc.retryable:
-                    outcome["d_state"] = "failed"
-                    return outcome
-                self.sleep(min(30.0, 0.5 * 2 ** attempt) * (0.5 + random.random()))  # backoff with jitter
-                continue
-            except Exception as exc:  # noqa: BLE001  (a bug, not a refusal: whether it went out is unknown)
-                self.stop.set()
-                outcome.update(d_state="sending", unknown=exc)
-                return outcome
-            outcome.update(d_state="sent", d_error=None, d_sent=_utcnow())
-            outcome.pop("error", None)
-            return outcome
-        return outcome  # still throttled after every attempt: back to pending, counted as an error
+            if not ledger.mark_sending(self.db, job.delivery_id, self.run_id):
+                return _Report("lost")  # our claim lapsed and another run took the row: it is theirs
+            report.attempts += 1
+            outcome, report = self._call(job, raw, tags, report)
+            ledger.record(self.db, [outcome])  # durable before this worker's next call
+            if report.state != "pending" or not report.error or not report.error.retryable:
+                return report
+            self.sleep(min(30.0, 0.5 * 2 ** attempt) * (0.5 + random.random()))  # backoff with jitter
+        ledger.give_back(self.db, job.delivery_id)
+        return report  # still refused for now after every attempt: pending, counted as an error
 
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    def _call(self, job: _Job, raw: bytes, tags: dict[str, str], report: _Report) -> tuple[Outcome, _Report]:
+        try:
+            message_id = self.transport.send(raw, job.recipient.email, tags)
+        except TransportError as exc:
+            report.error = exc
+            if exc.ambiguous:  # it may have gone out: unknown until an SES event or --retry-unknown says
+                report.state = "sending"
+                return Outcome(job.delivery_id, "sending", error=str(exc)), report
+            if exc.fatal:
+                self.stop.set()  # the account cannot send: nothing went out
+            report.state = "pending" if exc.fatal or exc.retryable else "failed"
+            return Outcome(job.delivery_id, report.state, error=str(exc)), report
+        except Exception as exc:  # noqa: BLE001  (a bug, not a refusal: whether it went out is unknown)
+            self.stop.set()
+            report.state, report.unexpected = "sending", exc
+            return Outcome(job.delivery_id, "sending", error=f"unexpected error: {exc!r}"), report
+        report.state, report.error = "sent", None
+        return Outcome(job.delivery_id, "sent", message_id=message_id, sent_at=utcnow()), report
 
 
 def run_send(db: Database, send_id: int, template: MessageTemplate, transport: Transport, tokens: Tokens,
@@ -203,20 +241,23 @@ def run_send(db: Database, send_id: int, template: MessageTemplate, transport: T
              quota_left: float | None = None, on_progress: Callable[[SendResult], None] | None = None,
              limiter: RateLimiter | None = None, sleep: Callable[[float], None] = time.sleep) -> SendResult:
     """Send every pending row of the send. Raises SendStopped (resumable) when it cannot finish."""
-    with db.begin() as conn:
+    with db.begin(read_only=True) as conn:
         send = conn.execute(select(sends).where(sends.c.id == send_id)).one()
-        if retry_unknown:
-            conn.execute(update(deliveries).where(deliveries.c.send_id == send_id, deliveries.c.state == "sending")
-                         .values(state="pending", updated_at=_now()))
+    run_id = ledger.begin_run(db, send_id)
     stop = threading.Event()
-    sender = _Sender(template, transport, limiter or RateLimiter(rate), stop,
+    sender = _Sender(db, run_id, template, transport, limiter or RateLimiter(rate), stop,
                      {"send": _tag(f"{send.issue}_{send.list_name}"), "send_id": str(send_id)}, sleep)
-    run = _Run(db, send, sender, tokens, base_url.rstrip("/"), quota_left, on_progress,
+    run = _Run(db, send, sender, tokens, base_url.rstrip("/"), quota_left, on_progress, workers,
                # About half a second of work per claim: bigger claims cost fewer round
-               # trips, smaller ones leave fewer rows "unknown" after a crash.
+               # trips; claimed rows stay pending, so their size costs nothing after a crash.
                claim_size=max(workers * 2, min(200, int(rate / 2))))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="send") as pool:
-        run.loop(pool)
+    try:
+        if retry_unknown:
+            ledger.reset_unknown(db, send_id)
+        run.result.total = ledger.pending_left(db, send_id)
+        run.loop()
+    finally:
+        ledger.end_run(db, run_id)
     _finish(db, send_id, run.result)
     if run.result.stopped:
         raise SendStopped(run.result.stopped)
@@ -224,136 +265,153 @@ def run_send(db: Database, send_id: int, template: MessageTemplate, transport: T
 
 
 class _Run:
-    """One run of a send: keeps the workers fed with claimed rows and records what happened."""
+    """One run of a send: keeps the worker threads fed with claimed rows and counts what they did."""
 
     def __init__(self, db: Database, send: Any, sender: _Sender, tokens: Tokens, base_url: str,
-                 quota_left: float | None, on_progress: Callable[[SendResult], None] | None, claim_size: int):
+                 quota_left: float | None, on_progress: Callable[[SendResult], None] | None, workers: int,
+                 claim_size: int):
         self.db, self.send, self.sender, self.tokens, self.base_url = db, send, sender, tokens, base_url
-        self.quota_left, self.on_progress, self.claim_size = quota_left, on_progress, claim_size
+        self.quota_left, self.on_progress, self.workers, self.claim_size = quota_left, on_progress, workers, claim_size
         self.result = SendResult()
         self.consecutive = 0
-        self.in_flight: set[Future[dict[str, Any]]] = set()
-        # Finished futures arrive here: waiting on the whole in-flight set (futures.wait)
-        # costs a lock per future per message, a third of the sender's own CPU at 100+ in flight.
-        self.finished: queue.SimpleQueue[Future[dict[str, Any]]] = queue.SimpleQueue()
-        self.outcomes: list[dict[str, Any]] = []
+        self.jobs: queue.Queue[_Job | None] = queue.Queue()
+        self.reports: queue.SimpleQueue[_Report] = queue.SimpleQueue()
+        self.outstanding = 0  # jobs handed to workers, not yet reported
         self.exhausted = False
-        self.flushed = time.monotonic()
+        self.beaten = self.shown = time.monotonic()
 
-    def loop(self, pool: ThreadPoolExecutor) -> None:
-        # Claim the next rows while the last ones are still in flight: no worker
-        # waits for the slowest message of a batch.
+    def loop(self) -> None:
+        threads = [threading.Thread(target=self._work, name=f"send-{i}", daemon=True) for i in range(self.workers)]
+        for thread in threads:
+            thread.start()
         try:
             while True:
-                if not self.sender.stop.is_set() and not self.exhausted and len(self.in_flight) < self.claim_size:
-                    self._feed(pool)
-                if not self.in_flight:
+                if not self.sender.stop.is_set() and not self.exhausted and self.outstanding < self.claim_size:
+                    self._feed()
+                if not self.outstanding:
                     break
-                done = self._next_done()
-                self.in_flight.difference_update(done)
-                self._collect(done)
+                self._collect(timeout=0.25)
+                self._beat()
         except KeyboardInterrupt:
-            self.sender.stop.set()  # Ctrl-C: in-flight messages finish, the rest go back to pending
             self.result.stopped = "interrupted; run the same command again to resume"
-            finished = wait(self.in_flight).done
-            self.in_flight = set()
-            self._collect(finished)
-        self._flush()
+        finally:
+            self.sender.stop.set()  # in-flight messages finish and are recorded; the rest stay pending
+            for _ in threads:
+                self.jobs.put(None)
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.25)
+                    self._beat()
+            while self.outstanding:
+                self._collect(timeout=0.25)
+            self._show(force=True)
 
-    def _next_done(self) -> list[Future[dict[str, Any]]]:
-        """At least one finished future, and every other that finished meanwhile."""
-        done: list[Future[dict[str, Any]]] = []
-        while not done:
-            try:  # a timeout, so that Ctrl-C is seen while waiting
-                done.append(self.finished.get(timeout=0.5))
-            except queue.Empty:
-                continue
-        while True:
+    def _work(self) -> None:
+        while (job := self.jobs.get()) is not None:
             try:
-                done.append(self.finished.get_nowait())
-            except queue.Empty:
-                return done
+                report = self.sender.deliver(job) if not self.sender.stop.is_set() else _Report("pending")
+            except BaseException as exc:  # noqa: BLE001  (the database gave up: stop; what is unknown stays so)
+                self.sender.stop.set()
+                report = _Report("pending", unexpected=exc)
+            self.reports.put(report)
 
-    def _feed(self, pool: ThreadPoolExecutor) -> None:
-        size = self.claim_size
+    def _beat(self) -> None:
+        if time.monotonic() - self.beaten > ledger.HEARTBEAT:
+            self.beaten = time.monotonic()
+            ledger.beat(self.db, self.sender.run_id)
+
+    def _feed(self) -> None:
+        size = self.claim_size - self.outstanding
         if self.quota_left is not None:
-            room = int(self.quota_left) - len(self.in_flight)
-            if room < 1:
-                if not self.in_flight:
-                    self.result.stopped = "the SES 24-hour quota is used up; run the same command later to resume"
-                    self.sender.stop.set()
+            size = min(size, int(self.quota_left) - self.outstanding)
+            if size < 1:
+                if not self.outstanding:
+                    self._quota_used_up()
                 return
-            size = min(size, room)
-        claimed = _claim(self.db, self.send.id, size)
+        claimed = ledger.claim(self.db, self.send.id, self.sender.run_id, size)
         if not claimed:
             self.exhausted = True
             return
-        with self.db.begin() as conn:
+        with self.db.begin(read_only=True) as conn:
             members = eligible(conn, self.send.list_id, [s for _, s in claimed]) if self.send.list_id else {}
+        skipped = []
         for delivery_id, subscriber_id in claimed:
             member = members.get(subscriber_id) if subscriber_id is not None else None
             if not isinstance(member, Member):
-                self.result.skipped += 1
-                self.outcomes.append({"d_id": delivery_id, "d_state": "skipped", "d_mid": None, "d_sent": None,
-                                      "d_error": f"skipped: {member or 'forgotten'}", "d_attempts": 0})
+                skipped.append(Outcome(delivery_id, "skipped", error=f"skipped: {member or 'forgotten'}"))
                 continue
             url = f"{self.base_url}/u/{self.tokens.unsubscribe(member.subscriber_id, self.send.list_id)}"
-            recipient = Recipient(member.email, member.name, member.fields, url, member.subscriber_id)
-            future = pool.submit(self.sender.deliver, delivery_id, recipient)
-            future.add_done_callback(self.finished.put)
-            self.in_flight.add(future)
+            self.jobs.put(_Job(delivery_id, Recipient(member.email, member.name, member.fields, url,
+                                                      member.subscriber_id)))
+            self.outstanding += 1
+        ledger.record(self.db, skipped)
+        self.result.skipped += len(skipped)
 
-    def _collect(self, done: Any) -> None:
-        for future in done:
-            outcome = future.result()
-            unknown = outcome.pop("unknown", None)
-            if unknown is not None:  # left `sending`: reported as unknown, never resent by itself
-                self.result.stopped = f"unexpected error from the transport: {unknown!r}; the send stopped"
-                continue
-            self._tally(outcome, outcome.pop("error", None))
-            if self.quota_left is not None:
-                self.quota_left -= outcome["d_attempts"]
-            self.outcomes.append(outcome)
-        # Write outcomes often: a row sent but not yet recorded is "unknown" after a crash.
-        if len(self.outcomes) >= 50 or not self.in_flight or time.monotonic() - self.flushed > 0.25:
-            self._flush()
-        if self.consecutive >= MAX_CONSECUTIVE_ERRORS and self.result.stopped is None:
-            self.result.stopped = f"{self.consecutive} errors in a row; the send stopped and will resume"
-        if self.result.stopped:
+    def _quota_used_up(self) -> None:
+        # A send that ends exactly at the quota has finished, not stopped.
+        if ledger.pending_left(self.db, self.send.id):
+            self.result.stopped = "the SES 24-hour quota is used up; run the same command later to resume"
             self.sender.stop.set()
+        else:
+            self.exhausted = True
 
-    def _tally(self, outcome: dict[str, Any], error: TransportError | None) -> None:
+    def _collect(self, timeout: float) -> None:
+        try:
+            reports = [self.reports.get(timeout=timeout)]
+        except queue.Empty:
+            return
+        while True:
+            try:
+                reports.append(self.reports.get_nowait())
+            except queue.Empty:
+                break
+        for report in reports:
+            self.outstanding -= 1
+            self._tally(report)
+        self._show()
+
+    def _tally(self, report: _Report) -> None:
         result = self.result
-        if outcome["d_state"] == "sent":
+        if self.quota_left is not None:
+            self.quota_left -= report.attempts
+        if report.state == "sent":
             result.sent += 1
             self.consecutive = 0
-        elif outcome["d_state"] == "failed":
+        elif report.state == "failed":
             result.failed += 1
-        else:
-            result.released += 1  # not attempted, or not accepted: back to pending
-            self.exhausted = False  # ...and to be claimed again, unless the send is stopping
+        elif report.state == "sending":
+            result.unknown += 1
+        else:  # pending or lost: not sent by this run; claim again unless stopping
+            result.released += 1
+            self.exhausted = False
+        if report.unexpected is not None and result.stopped is None:
+            result.stopped = f"unexpected error: {report.unexpected!r}; the send stopped and will resume"
+        error = report.error
         if error is not None:
             self.consecutive += 1
             key = error.code or type(error).__name__
             result.errors[key] = result.errors.get(key, 0) + 1
             if error.fatal and result.stopped is None:
                 result.stopped = f"{error}; the send stopped and will resume where it left off"
+        if self.consecutive >= MAX_CONSECUTIVE_ERRORS and result.stopped is None:
+            result.stopped = f"{self.consecutive} errors in a row; the send stopped and will resume"
+        if result.stopped:
+            self.sender.stop.set()
 
-    def _flush(self) -> None:
-        self.flushed = time.monotonic()
-        _record(self.db, self.outcomes)
-        self.outcomes = []
-        if self.on_progress is not None:
+    def _show(self, force: bool = False) -> None:
+        if self.on_progress is not None and (force or time.monotonic() - self.shown > 0.1):
+            self.shown = time.monotonic()
             self.on_progress(self.result)
 
 
 def _finish(db: Database, send_id: int, result: SendResult) -> None:
-    with db.begin() as conn:
-        counts = ledger_counts(conn, send_id)
-        done = not counts.get("pending") and not counts.get("sending")
+    def write(conn: Any) -> None:
+        # Finished when nothing is left to send; rows left unknown are reported, not waited for.
+        done = not ledger.counts(conn, send_id).get("pending")
         conn.execute(update(sends).where(sends.c.id == send_id).values(
             state="finished" if done else ("stopped" if result.stopped else "running"),
-            finished_at=_now() if done else None))
+            finished_at=utcnow() if done else None))
+    ledger.patiently(db, write)
 
 
 def send_proofs(template: MessageTemplate, transport: Transport, tokens: Tokens, base_url: str,

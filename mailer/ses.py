@@ -1,8 +1,15 @@
 """Amazon SES v2 through boto3: the only module (with sqs.py) that imports boto3.
 
-Errors come back as TransportError with `retryable` (throttling, 5xx) or
-`fatal` (the account cannot send: stop the whole send) set, after the way
-django-anymail classifies SES errors.
+Errors come back as TransportError, classified by what they prove about the
+message (after django-anymail's classification, tightened for exactly-once):
+- `retryable` only when SES cannot have accepted it: a throttling answer, or a
+  connection that never opened;
+- `ambiguous` when it may have: a 5xx answer (SES may have queued the message
+  before failing), a read timeout or a reset connection. These are never resent
+  here, and botocore must not resend them either (its standard and legacy retry
+  modes retry 5xx and connection errors): retries are switched off below;
+- `fatal` when the account cannot send (paused, suspended, bad credentials);
+- otherwise a 4xx refusal of this one message.
 """
 from __future__ import annotations
 
@@ -11,12 +18,18 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ProxyConnectionError,
+)
 
 from .errors import TransportError
 
-RETRYABLE = {"Throttling", "ThrottlingException", "TooManyRequestsException", "ServiceUnavailable",
-             "InternalFailure", "InternalServiceError", "RequestTimeout", "LimitExceededException"}
+# 4xx answers that refuse for now, not for good: the message was not accepted.
+THROTTLED = {"Throttling", "ThrottlingException", "TooManyRequestsException", "LimitExceededException"}
 FATAL = {"SendingPausedException", "AccountSendingPausedException", "AccountSuspendedException",
          "AccessDeniedException", "UnrecognizedClientException", "InvalidClientTokenId",
          "ConfigurationSetDoesNotExistException", "ConfigurationSetSendingPausedException"}
@@ -33,17 +46,29 @@ class Quota:
         return None if self.max_24h < 0 else max(0.0, self.max_24h - self.sent_24h)
 
 
+# The request never left: nothing can have been accepted.
+NOT_CONNECTED = (EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError)
+
+
 def _classify(exc: Exception) -> TransportError:
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         message = exc.response.get("Error", {}).get("Message", "") or str(exc)
-        return TransportError(f"SES {code or status}: {message}", code=code,
-                              retryable=code in RETRYABLE or status >= 500 or status == 429,
-                              fatal=code in FATAL)
-    if isinstance(exc, EndpointConnectionError):  # nothing answers: stop, resumably, rather than retry
-        return TransportError(f"cannot reach SES: {exc}", fatal=True)
-    return TransportError(f"SES: {exc}", retryable=True)
+        if code in FATAL:
+            return TransportError(f"SES {code}: {message}", code=code, fatal=True)
+        if code in THROTTLED or status == 429:
+            return TransportError(f"SES {code or status}: {message}", code=code or "Throttling", retryable=True)
+        if status >= 500 or not status:
+            return TransportError(f"SES answered {status or 'nothing readable'} ({code or 'no code'}: {message}) "
+                                  "after the message was handed over: it may have been accepted",
+                                  code=code or f"HTTP{status}", ambiguous=True)
+        return TransportError(f"SES {code or status}: {message}", code=code)
+    if isinstance(exc, NOT_CONNECTED):
+        return TransportError(f"cannot reach SES: {exc}", code="NotConnected", retryable=True)
+    # A read timeout, a reset or closed connection, a broken stream: the request went out.
+    return TransportError(f"no answer from SES ({exc}): the message may have been accepted",
+                          code=type(exc).__name__, ambiguous=True)
 
 
 class SesTransport:
@@ -52,8 +77,9 @@ class SesTransport:
     name = "ses"
 
     def __init__(self, configuration_set: str | None = None):
-        # Retries are ours (backoff with jitter, per recipient); botocore's would hide them.
-        config = Config(retries={"total_max_attempts": 1}, max_pool_connections=32)
+        # Retries are ours, and only for answers that prove nothing was accepted:
+        # botocore's would resend after a 5xx or a reset, and duplicate messages.
+        config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=32)
         try:
             self.client = boto3.client("sesv2", config=config)
             self._v1 = boto3.client("ses", config=config)

@@ -192,7 +192,9 @@ class FaultProxy:
 
     Rules: `throttle(address, times)` answers the first `times` attempts for that address with 429
     TooManyRequestsException; `reject(address)` answers every attempt with MessageRejected;
-    `pause_after(n)` lets n SendEmail calls through, then answers all with SendingPausedException.
+    `pause_after(n)` lets n SendEmail calls through, then answers all with SendingPausedException;
+    `lose_answer(address, how)` lets moto accept that address's messages, then loses the answer:
+    a 500 InternalFailure (`how="500"`) or a connection closed without a word (`how="drop"`).
     """
 
     upstream: str
@@ -201,6 +203,7 @@ class FaultProxy:
     _throttle: dict[str, int] = field(default_factory=dict)
     _reject: dict[str, str] = field(default_factory=dict)
     _pause_after: int | None = None
+    _lose: dict[str, str] = field(default_factory=dict)
     _forwarded: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -214,6 +217,9 @@ class FaultProxy:
 
     def reject(self, address: str, message: str = "Email address is not verified.") -> None:
         self._reject[address] = message
+
+    def lose_answer(self, address: str, how: str = "500") -> None:
+        self._lose[address] = how
 
     def pause_after(self, n: int) -> None:
         self._pause_after, self._forwarded = n, 0
@@ -270,6 +276,16 @@ class FaultProxy:
                 status, headers, answer = proxy.forward(self.command, self.path, self.headers, body)
                 if call is not None and status == 200:
                     call.message_id = json.loads(answer).get("MessageId")
+                    lost = proxy._lose.get(call.to)
+                    if lost == "drop":  # accepted, and the connection dies before the answer
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    if lost == "500":
+                        self._answer(500, {"Content-Type": "application/json", "x-amzn-ErrorType": "InternalFailure",
+                                           "x-amzn-RequestId": "fault-proxy"},
+                                     b'{"__type": "InternalFailure", "message": "internal failure"}')
+                        return
                 self._answer(status, headers, answer)
 
             def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
