@@ -59,17 +59,22 @@ class SmtpTransport:
         from email.parser import BytesHeaderParser
         sender = BytesHeaderParser().parsebytes(raw)["From"] or ""
         try:
-            self._connection().sendmail(sender, [to], raw)
-        except smtplib.SMTPRecipientsRefused as exc:
-            raise TransportError(f"SMTP refused {to}: {exc.recipients}") from None
-        except smtplib.SMTPServerDisconnected as exc:
-            self._local.smtp = None
-            raise TransportError(f"SMTP {self.host}:{self.port}: {exc}", retryable=True) from None
+            connection = self._connection()
         except OSError as exc:  # no relay there at all: stop (resumably) rather than retry for minutes
-            self._local.smtp = None
             raise TransportError(f"cannot reach the SMTP relay {self.host}:{self.port}: {exc}", fatal=True) from None
-        except smtplib.SMTPException as exc:
-            raise TransportError(f"SMTP: {exc}", retryable=True) from None
+        try:
+            connection.sendmail(sender, [to], raw)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code = next(iter(exc.recipients.values()))[0] if exc.recipients else 550
+            raise TransportError(f"SMTP refused {to}: {exc.recipients}", retryable=400 <= code < 500) from None
+        except smtplib.SMTPResponseException as exc:  # an answer: 4xx is "not now", 5xx "never"
+            raise TransportError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}",
+                                 retryable=400 <= exc.smtp_code < 500) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            # The connection broke mid-conversation: the relay may have taken the message.
+            self._local.smtp = None
+            raise TransportError(f"SMTP {self.host}:{self.port}: {exc}; the message may have been accepted",
+                                 ambiguous=True) from None
         return f"smtp-{uuid.uuid4().hex}"
 
 
