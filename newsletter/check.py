@@ -8,6 +8,7 @@ from components import Finding, IssueInvalid, check_issue, findings_from_invalid
 
 from .build import render_configured
 from .config import Settings
+from .sending import base_url_advice, base_url_problem
 
 
 def check_file(path: Path, settings: Settings) -> list[Finding]:
@@ -15,7 +16,18 @@ def check_file(path: Path, settings: Settings) -> list[Finding]:
         issue = load_issue(path)
     except IssueInvalid as exc:
         return findings_from_invalid(exc)
-    return check_issue(issue, render_configured(issue, settings), settings.check_clients)
+    findings = check_issue(issue, render_configured(issue, settings), settings.check_clients)
+    return sorted([*findings, *_base_url(path, settings)], key=lambda f: (f.level != "error", f.line, f.rule))
+
+
+def _base_url(path: Path, settings: Settings) -> list[Finding]:
+    """The base URL every link of the built email starts with: a warning whatever the transport,
+    since `send` through SES refuses it (design §4). It is configuration, so an issue cannot accept it."""
+    problem = base_url_problem(settings.base_url)
+    if problem is None:
+        return []
+    advice = base_url_advice(settings.base_url, problem)
+    return [Finding("warning", "base-url", f"{advice}; `send` through SES refuses it unless --force", str(path), 1)]
 
 
 def check_files(paths: list[Path], settings: Settings) -> list[Finding]:
