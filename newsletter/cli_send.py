@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from .cli import Obj, edge
 @click.option("--rate", type=click.FloatRange(min=0.01), help="Messages per second (default: the SES account's).")
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Sending threads.")
 @click.option("--retry-unknown", is_flag=True, help="Resend rows left 'sending' by a crash (may duplicate).")
-@click.option("--force", is_flag=True, help="Send even if `check` finds errors.")
+@click.option("--force", is_flag=True, help="Send despite check errors or a non-public base URL.")
 @click.pass_obj
 @edge
 def send(obj: Obj, issue: Path, list_name: str, dry_run: bool, yes: bool, rate: float | None, workers: int,
@@ -26,8 +27,10 @@ def send(obj: Obj, issue: Path, list_name: str, dry_run: bool, yes: bool, rate: 
     """Mail ISSUE.yaml to every subscribed member of a list, exactly once."""
     from mailer import MessageTemplate, plan_send
 
-    from .sending import checked_render, envelope, require
+    from .sending import checked_base_url, checked_render, envelope, require
     settings = obj.settings
+    if (unsafe := checked_base_url(settings, force or dry_run)) is not None:
+        click.echo(f"Warning: {unsafe}.", err=True)
     rendered = checked_render(issue, settings, force)
     plan = plan_send(obj.db, rendered.slug, list_name)
     _print_plan(plan)
@@ -102,7 +105,7 @@ def _run(obj: Obj, rendered: Any, plan: Any, rate: float | None, workers: int, r
 @click.command("test-send")
 @click.argument("issue", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--to", "addresses", multiple=True, required=True, help="An address to send a proof to.")
-@click.option("--force", is_flag=True, help="Send even if `check` finds errors.")
+@click.option("--force", is_flag=True, help="Send despite check errors or a non-public base URL.")
 @click.pass_obj
 @edge
 def test_send(obj: Obj, issue: Path, addresses: tuple[str, ...], force: bool) -> None:
@@ -110,8 +113,10 @@ def test_send(obj: Obj, issue: Path, addresses: tuple[str, ...], force: bool) ->
     from mailer import MessageTemplate, send_proofs
     from subscribers import Tokens, normalise
 
-    from .sending import checked_render, envelope, require, transport
+    from .sending import checked_base_url, checked_render, envelope, require, transport
     settings = obj.settings
+    if (unsafe := checked_base_url(settings, force)) is not None:
+        click.echo(f"Warning: {unsafe}.", err=True)
     require(settings, "from_address", "secret")
     targets = [normalise(a).email for a in addresses]
     rendered = checked_render(issue, settings, force)
@@ -121,19 +126,33 @@ def test_send(obj: Obj, issue: Path, addresses: tuple[str, ...], force: bool) ->
         click.echo(f"Proof sent to {address} ({message_id}).")
 
 
+RECIPIENT_STATES = ("failed", "unknown", "pending", "skipped", "sent")
+
+
 @click.command()
 @click.argument("slug")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (design §4).")
 @click.option("--chart", type=click.Path(dir_okay=False, path_type=Path),
               help="Also draw sends, deliveries, bounces and complaints over time into this PNG.")
+@click.option("--recipients", "state", type=click.Choice(RECIPIENT_STATES),
+              help="List the people of the issue's sends in this state instead.")
+@click.option("--csv", "as_csv", is_flag=True,
+              help="With --recipients: CSV (email,state,reason,message_id,updated_at).")
 @click.pass_obj
 @edge
-def report(obj: Obj, slug: str, as_json: bool, chart: Path | None) -> None:
-    """What happened to each send of an issue: sent, delivered, bounced, complained, unsubscribed."""
+def report(obj: Obj, slug: str, as_json: bool, chart: Path | None, state: str | None, as_csv: bool) -> None:
+    """What happened to each send of an issue: sent, delivered, bounced, complained, unsubscribed; who missed it."""
+    if as_csv and state is None:
+        raise click.UsageError("--csv goes with --recipients STATE")
+    if state is not None:
+        if as_json or chart is not None:
+            raise click.UsageError("--recipients lists people: use it without --json and --chart (--csv for CSV)")
+        _recipients(obj, slug, state, as_csv)
+        return
     from mailer import report as make_report
     from mailer.reports import warnings
 
-    from .reporting import report_table
+    from .reporting import report_table, who_missed_it
     rows = make_report(obj.db, slug)
     if not rows and not as_json:
         raise click.ClickException(f"no send of {slug!r} yet")
@@ -146,8 +165,32 @@ def report(obj: Obj, slug: str, as_json: bool, chart: Path | None) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     click.echo(report_table(rows))
+    click.echo()
+    click.echo("\n".join(who_missed_it(rows, slug)))
     for row in rows:
         for warning in warnings(row):
             click.echo(f"WARNING {row['list']}: {warning}", err=True)
     if chart is not None:
         click.echo(f"Wrote {chart}")
+
+
+def _recipients(obj: Obj, slug: str, state: str, as_csv: bool) -> None:
+    """`report SLUG --recipients STATE [--csv]`: streamed, one library call each."""
+    if as_csv:  # like --json: a slug never sent is an empty list (the header alone), not an error
+        from mailer.reports import write_recipients_csv
+        write_recipients_csv(obj.db, slug, state, sys.stdout)
+        return
+    from mailer import report as make_report
+    from mailer.reports import recipients
+    from subscribers import display_address
+
+    from .reporting import recipients_table
+    shown = False
+    for line in recipients_table(recipients(obj.db, slug, state), display_address):
+        click.echo(line)
+        shown = True
+    if shown:
+        return
+    if not make_report(obj.db, slug):
+        raise click.ClickException(f"no send of {slug!r} yet")
+    click.echo(f"No recipient of {slug!r} is {state}.")

@@ -31,8 +31,8 @@ from .conftest import ISSUES
 
 NEWSLETTER = Path(sys.executable).parent / "newsletter"  # /work/main/.venv/bin/newsletter here
 BASE = "https://news.example.org"
-REPORT_KEYS = {"issue", "list", "recipients", "sent", "failed", "pending", "delivered", "bounced_hard",
-               "bounced_soft", "complained", "unsubscribed"}
+REPORT_KEYS = {"id", "issue", "list", "segment", "state", "recipients", "sent", "failed", "pending", "unknown",
+               "skipped", "delivered", "bounced_hard", "bounced_soft", "complained", "unsubscribed"}
 N = 7  # subscribers on the list
 
 
@@ -207,12 +207,16 @@ def test_send_yes_mails_each_subscriber_once_and_a_second_run_sends_nothing(cli,
 
     (row,) = json.loads(ok(cli("report", "2021-01", "--json")))
     assert set(row) == REPORT_KEYS
-    assert row == {**dict.fromkeys(REPORT_KEYS, 0), "issue": "2021-01", "list": "members", "recipients": N,
-                   "sent": N}
+    with db.begin() as conn:
+        send_id = conn.execute(select(sends.c.id)).scalar_one()
+    assert row == {**dict.fromkeys(REPORT_KEYS, 0), "id": send_id, "issue": "2021-01", "list": "members",
+                   "segment": None, "state": "finished", "recipients": N, "sent": N}
     plain = ok(cli("report", "2021-01"))
-    header, _, members_row = plain.splitlines()
-    assert header.split()[:5] == ["list", "recipients", "sent", "failed", "pending"]
-    assert members_row.split()[:5] == ["members", str(N), str(N), "0", "0"]
+    header, _, members_row, *after = plain.splitlines()
+    assert header.split()[:7] == ["list", "recipients", "sent", "failed", "pending", "unknown", "skipped"]
+    assert members_row.split()[:7] == ["members", str(N), str(N), "0", "0", "0", "0"]
+    assert "may have missed" not in plain and "--recipients" not in plain
+    assert any("Everyone" in line for line in after)
 
 
 def test_send_at_the_default_rate_of_the_file_transport(cli, members, issues, outbox):
@@ -261,14 +265,17 @@ def test_rows_left_sending_are_reported_and_resent_only_with_retry_unknown(cli, 
     assert "2 unknown" in out and "--retry-unknown" in out and "Nothing to send" in out
     assert len(list(outbox.rglob("*.eml"))) == N
     (row,) = json.loads(ok(cli("report", "2021-01", "--json")))
-    assert (row["sent"], row["pending"]) == (N - 2, 2)
+    assert (row["sent"], row["pending"], row["unknown"]) == (N - 2, 0, 2)  # unknown is not pending
+    plain = ok(cli("report", "2021-01"))
+    assert "2 people may have missed this issue: 2 unknown." in plain
+    assert "newsletter report 2021-01 --recipients unknown" in plain and "--retry-unknown" in plain
 
     out = ok(cli("send", str(issues / "2021-01.yaml"), "--list", "members", "--yes", "--retry-unknown",
                  "--rate", "10000"))
     assert "2 sent" in out
     assert len(list(outbox.rglob("*.eml"))) == N + 2  # asked for: the two unknown went again
     (row,) = json.loads(ok(cli("report", "2021-01", "--json")))
-    assert (row["sent"], row["pending"]) == (N, 0)
+    assert (row["sent"], row["pending"], row["unknown"]) == (N, 0, 0)
 
 
 # --- test-send ------------------------------------------------------------------------------------
