@@ -140,14 +140,19 @@ def subscribers_show(obj: Obj, email: str, as_json: bool) -> None:
     from mailer.history import events_of
     from subscribers import show
     record = show(obj.db, email)
-    if as_json:  # exactly design §4's keys: other tools read this
+    if as_json:
+        # Exactly design §4's keys: other tools read this. `email` is the stored form, punycode
+        # domain and all: the address that is sent to, exported, and found again by `show`.
         click.echo(json.dumps(record, indent=2, ensure_ascii=False))
         return
     _print_record(record, events_of(obj.db, email))
 
 
 def _print_record(record: dict[str, Any], events: list[dict[str, Any]]) -> None:
-    click.echo(f"{record['email']}" + (f" ({record['name']})" if record["name"] else ""))
+    from subscribers import display_address
+    shown = display_address(record["email"])
+    sent_as = f" [sent as {record['email']}]" if shown != record["email"] else ""
+    click.echo(shown + (f" ({record['name']})" if record["name"] else "") + sent_as)
     if record["suppressed"]:
         click.echo(f"  suppressed: {record['suppression_reason']}")
     for key, value in sorted(record["fields"].items()):

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "Member": ".audience", "eligible": ".audience", "status_counts": ".audience", "subscribed_ids": ".audience",
     "suppressed_among_subscribed": ".audience", "get_list": ".lists",
-    "Address": ".addresses", "address_hash": ".addresses", "normalise": ".addresses", "try_normalise": ".addresses",
+    "Address": ".addresses", "address_hash": ".addresses", "display_address": ".addresses", "normalise": ".addresses",
+    "try_normalise": ".addresses",
     "export_csv": ".csv_export",
     "ImportReport": ".csv_import", "import_csv": ".csv_import",
     "Database": ".db", "as_utc": ".db", "insert_new_only": ".db", "open_database": ".db", "upgrade": ".db",
@@ -40,7 +41,7 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from .addresses import Address, address_hash, normalise, try_normalise
+    from .addresses import Address, address_hash, display_address, normalise, try_normalise
     from .audience import Member, eligible, status_counts, subscribed_ids, suppressed_among_subscribed
     from .csv_export import export_csv
     from .csv_import import ImportReport, import_csv

@@ -78,7 +78,7 @@ def _join(db: Database, email: str, list_name: str, name: str, fields: Mapping[s
 
 def unsubscribe(db: Database, email: str, list_name: str | None = None, source: str = "admin") -> list[str]:
     """Unsubscribe from one list, or from every list; idempotent. Returns the lists changed."""
-    address = normalise(email)
+    address = normalise(email, held=True)
     with db.begin() as conn:
         person = find(conn, address)
         target = get_list(conn, list_name).id if list_name is not None else None

@@ -5,7 +5,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from .addresses import normalise
+from .addresses import display_address, normalise
 from .db import Database, iso
 from .errors import SubscriberNotFound
 from .people import find
@@ -14,13 +14,13 @@ from .suppression import suppress, suppression_of
 
 
 def show(db: Database, email: str) -> dict[str, Any]:
-    """Everything held about one address, in the shape of design §4."""
-    address = normalise(email)
+    """Everything held about one address, in the shape of design §4 (`email` as stored: ASCII)."""
+    address = normalise(email, held=True)
     with db.begin() as conn:
         person = find(conn, address)
         reason = suppression_of(conn, address)
         if person is None:
-            raise SubscriberNotFound(f"no subscriber {address.email}"
+            raise SubscriberNotFound(f"no subscriber {display_address(address.email)}"
                                      + (" (the address is suppressed and will not be mailed)" if reason else ""))
         rows = conn.execute(
             select(lists.c.name, memberships).select_from(memberships.join(lists))
@@ -44,7 +44,7 @@ def _membership(row: Any) -> dict[str, Any]:
 
 def forget(db: Database, email: str) -> None:
     """Erase name, fields and every membership; keep only a hash, so the address is never mailed again."""
-    address = normalise(email)
+    address = normalise(email, held=True)
     with db.begin() as conn:
         person = find(conn, address)
         suppress(conn, address, "forgotten at the subscriber's request", "admin", keep_address=False)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, delete, func, select
 
-from .addresses import Address, normalise
+from .addresses import Address, address_hash, normalise
 from .db import Database, as_utc, utcnow
 from .errors import NotAllowed, SubscriberNotFound
 from .lists import get_list
@@ -92,7 +92,8 @@ def confirm_subscription(db: Database, subscriber_id: int, list_id: int,
                 subscribed_at=now, confirmed_at=now, updated_at=now))
         else:
             _set_subscribed(conn, subscriber_id, list_id, now)
-        conn.execute(delete(suppressions).where(suppressions.c.email_hash == normalise(found.email).hash))
+        key = conn.execute(select(subscribers.c.email_key).where(subscribers.c.id == subscriber_id)).scalar_one()
+        conn.execute(delete(suppressions).where(suppressions.c.email_hash == address_hash(key)))
         return _member(conn, subscriber_id, list_id)
 
 

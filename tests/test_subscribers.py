@@ -18,7 +18,7 @@ def test_migrations_create_the_schema_once(db_url):
     db = subs.open_database(db_url)
     try:
         assert {"lists", "subscribers", "memberships", "suppressions", "alembic_version"} <= set(table_names(db))
-        assert current_revisions(db) == head_revisions(db) == {"0003"}
+        assert current_revisions(db) == head_revisions(db) == {"0004"}
         assert subs.upgrade(db) is False  # already at head: nothing to do
     finally:
         db.dispose()
@@ -171,6 +171,52 @@ def test_invalid_addresses_are_refused_everywhere(db):
         with pytest.raises(subs.InvalidAddress):
             subs.add_subscriber(db, bad, "news")
     assert _count(db, subscribers) == 0
+
+
+def test_a_non_ascii_local_part_is_refused_by_every_way_in(db):
+    # SES does not support SMTPUTF8 (design §9): such an address could never be mailed.
+    subs.create_list(db, "news")
+    for join in (lambda a: subs.add_subscriber(db, a, "news"), lambda a: subs.sign_up(db, a, "news"),
+                 lambda a: subs.request_subscription(db, a, "news")):
+        with pytest.raises(subs.InvalidAddress, match="non-ASCII characters before the @"):
+            join("zoë.brontë@example.org")
+    assert _count(db, subscribers) == 0
+
+
+def test_an_idn_domain_is_one_person_in_either_spelling_and_stored_in_ascii(db):
+    subs.create_list(db, "news")
+    assert subs.add_subscriber(db, "x@bücher.de", "news", "X") == "added"
+    assert subs.add_subscriber(db, "X@XN--BCHER-KVA.DE", "news") == "unchanged"
+    assert subs.show(db, "x@xn--bcher-kva.de")["email"] == "x@xn--bcher-kva.de"
+    assert subs.unsubscribe(db, "x@bücher.de") == ["news"]
+    with pytest.raises(subs.NotAllowed, match="unsubscribed"):
+        subs.add_subscriber(db, "x@xn--bcher-kva.de", "news")
+
+
+def test_confirming_lifts_the_suppression_of_an_idn_address(db):
+    import datetime as dt
+    subs.create_list(db, "club", "Club", double_opt_in=True)
+    with db.begin() as conn:
+        subs.suppress_address(conn, subs.normalise("kim@bücher.de"), "hard bounce", "bounce")
+    signed = subs.sign_up(db, "kim@xn--bcher-kva.de", "club")
+    assert signed.outcome == "confirm"  # suppressed: only their own mailbox can bring them back
+    subs.confirm_subscription(db, signed.member.subscriber_id, signed.member.list_id, dt.datetime.now(dt.UTC))
+    assert _count(db, suppressions) == 0
+    assert subs.show(db, "kim@bücher.de")["suppressed"] is False
+
+
+def test_forget_reaches_an_address_stored_before_non_ascii_local_parts_were_refused(db):
+    import datetime as dt
+    subs.create_list(db, "news")
+    with db.begin() as conn:  # as the code before migration 0004 stored it
+        now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        conn.execute(subscribers.insert().values(email="zoë@example.org", email_key="zoë@example.org", name="Zoë",
+                                                 fields={}, created_at=now, updated_at=now))
+    assert subs.show(db, "Zoë@example.org")["name"] == "Zoë"
+    subs.forget(db, "zoë@example.org")
+    assert _count(db, subscribers) == 0
+    with db.begin() as conn:
+        assert conn.execute(select(suppressions.c.email_hash)).scalar_one() == subs.address_hash("zoë@example.org")
 
 
 def test_bad_database_url_is_a_clear_error(tmp_path):

@@ -10,6 +10,12 @@ from .app import MAX_FORM, MAX_SNS, body_of, call, form_of, redirect, service_of
 from .pages import SECURITY_HEADERS, Link, mask
 
 
+def _shown(email: str) -> str:
+    """An address on a page: masked, its domain as people write it (Unicode, not punycode)."""
+    from subscribers import display_address
+    return mask(display_address(email))
+
+
 def _bad_link(request: Request, what: str, reason: str) -> Response:
     return service_of(request).pages.message(
         f"This {what} link does not work", reason,
@@ -35,7 +41,7 @@ async def unsubscribe_page(request: Request) -> Response:
     if member.status in (None, "unsubscribed"):
         return _left(request, member)
     return s.pages.render("unsubscribe.html", title=f"Unsubscribe from {member.list_title}",
-                          list_title=member.list_title, masked=mask(member.email), action=request.url.path)
+                          list_title=member.list_title, masked=_shown(member.email), action=request.url.path)
 
 
 async def unsubscribe(request: Request) -> Response:
@@ -64,7 +70,7 @@ async def unsubscribe(request: Request) -> Response:
 
 def _left(request: Request, member: Any) -> Response:
     return service_of(request).pages.message(
-        "You are unsubscribed", f"{mask(member.email)} will get no more issues of {member.list_title}.",
+        "You are unsubscribed", f"{_shown(member.email)} will get no more issues of {member.list_title}.",
         link=Link(f"/subscribe/{member.list_name}", f"Changed your mind? Subscribe to {member.list_title} again"))
 
 
@@ -121,8 +127,8 @@ async def subscribe(request: Request) -> Response:
         return _thanks(request, mailing_list, email)
     try:
         address = normalise(email)
-    except InvalidAddress:
-        return _form(request, mailing_list, error="Please enter a whole email address, like name@example.org.",
+    except InvalidAddress as exc:  # e.g. not an address, or one SES cannot send to (a non-ASCII local part)
+        return _form(request, mailing_list, error=f"{exc} Please enter a whole email address, like name@example.org.",
                      email=email, name=name, status=400)
     if not await call(allow_attempt, s.db, address, s.client_key(request.client.host if request.client else "")):
         return s.pages.message("Please try again later", "There have been too many sign-ups from here or for this "
@@ -134,7 +140,7 @@ async def subscribe(request: Request) -> Response:
 def _sign_up(s: Any, email: str, list_name: str, name: str) -> None:
     from components import render_confirmation
     from mailer import send_one
-    from subscribers import NotAllowed, sign_up
+    from subscribers import NotAllowed, display_address, sign_up
 
     from ..sending import envelope
     try:
@@ -145,13 +151,13 @@ def _sign_up(s: Any, email: str, list_name: str, name: str) -> None:
         return
     member = signed.member
     url = f"{s.settings.base_url.rstrip('/')}/confirm/{s.tokens.confirm(member.subscriber_id, member.list_id)}"
-    rendered = render_confirmation(list_title=member.list_title, email=member.email, name=member.name,
+    rendered = render_confirmation(list_title=member.list_title, email=display_address(member.email), name=member.name,
                                    confirm_url=url, theme=s.settings.theme, footer=s.footer)
     send_one(s.transport(), rendered, envelope(s.settings, member.list_name), member.email, member.name)
 
 
 def _thanks(request: Request, mailing_list: Any, email: str) -> Response:
-    shown = mask(email) if "@" in email else "your address"
+    shown = _shown(email) if "@" in email else "your address"
     lines: tuple[str, ...]
     if mailing_list.double_opt_in:
         lines = (f"Please check your inbox: unless {shown} is already subscribed, we have sent it a link to "
@@ -175,7 +181,7 @@ async def confirm(request: Request) -> Response:
         member = await call(confirm_subscription, s.db, target.subscriber_id, target.list_id, issued)
     except (SubscriberNotFound, NotAllowed) as exc:
         return s.pages.message("This link no longer works", str(exc), "Please sign up again.", status=400)
-    return s.pages.message("You are subscribed", f"{mask(member.email)} will get {member.list_title}. Welcome!",
+    return s.pages.message("You are subscribed", f"{_shown(member.email)} will get {member.list_title}. Welcome!",
                            link=Link("/archive/", "Read past issues in the archive"))
 
 
