@@ -19,6 +19,7 @@ _EXPORTS = {
     "RateLimiter": ".ratelimit",
     "Plan": ".sending", "SendResult": ".sending", "plan_send": ".sending", "run_send": ".sending",
     "send_proofs": ".sending", "start_send": ".sending", "content_hash": ".sending",
+    "Delivery": ".sending", "send_issue": ".sending",
     "report": ".reports",
     "make_transport": ".transports",
     "Event": ".events", "MalformedEvent": ".events", "parse_body": ".events", "parse_ses": ".events",
@@ -46,7 +47,17 @@ if TYPE_CHECKING:
     from .policy import Applied, Policy, record_unsubscribe, take
     from .ratelimit import RateLimiter
     from .reports import report
-    from .sending import Plan, SendResult, content_hash, plan_send, run_send, send_proofs, start_send
+    from .sending import (
+        Delivery,
+        Plan,
+        SendResult,
+        content_hash,
+        plan_send,
+        run_send,
+        send_issue,
+        send_proofs,
+        start_send,
+    )
     from .sns import SnsRefused, SnsVerifier
     from .transactional import send_one
     from .transports import make_transport

@@ -12,7 +12,7 @@ from .schema import events, sends
 
 def events_of(db: Database, email: str) -> list[dict[str, Any]]:
     """Every event held about the address, oldest first, with the send it belongs to."""
-    address = normalise(email)
+    address = normalise(email, held=True)
     query = (select(events.c.kind, events.c.occurred_at, events.c.hard, events.c.bounce_type,
                     events.c.bounce_subtype, events.c.detail, sends.c.issue, sends.c.list_name)
              .select_from(events.outerjoin(sends, sends.c.id == events.c.send_id))
@@ -35,7 +35,7 @@ def forget_events(db: Database, email: str) -> int:
 
     What happened, when, and to which send stays, so a send's report keeps its counts.
     """
-    address = normalise(email)
+    address = normalise(email, held=True)
     with db.begin() as conn:
         result = conn.execute(events.update().where(events.c.email_hash == address.hash)
                               .values(email=None, raw=None, detail={}))

@@ -21,7 +21,8 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
@@ -40,9 +41,10 @@ from subscribers import (
 )
 
 from . import ledger
-from .errors import ContentChanged, SendStopped, TransportError
+from .archive import archive_conflict, publish
+from .errors import ArchiveConflict, ContentChanged, SendStopped, TransportError
 from .ledger import Outcome, utcnow
-from .message import MessageTemplate, Recipient
+from .message import Envelope, MessageTemplate, Recipient, feedback_id
 from .ratelimit import RateLimiter
 from .schema import deliveries, sends
 from .transports import Transport
@@ -412,6 +414,42 @@ def _finish(db: Database, send_id: int, result: SendResult) -> None:
             state="finished" if done else ("stopped" if result.stopped else "running"),
             finished_at=utcnow() if done else None))
     ledger.patiently(db, write)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How a send goes out: what the edge makes from configuration and flags."""
+
+    transport: Transport
+    envelope: Envelope
+    tokens: Tokens
+    base_url: str
+    rate: float
+    workers: int = 4
+    quota_left: float | None = None
+    retry_unknown: bool = False
+    force: bool = False  # resume with changed content; send although the archive holds another version
+
+
+def send_issue(db: Database, plan: Plan, rendered: RenderedIssue, how: Delivery,
+               on_progress: Callable[[SendResult], None] | None = None) -> SendResult:
+    """Start (or resume) the send of a built issue to a list and run it to its end.
+
+    Refused before anything is written when the archive holds other content under
+    the slug, or the send started with other content (unless `how.force`).
+    Raises SendStopped (resumable) when it cannot finish.
+    """
+    content = content_hash(rendered)
+    conflict = archive_conflict(db, rendered.slug, content)
+    if conflict and not how.force:
+        raise ArchiveConflict(conflict)
+    send_id = start_send(db, plan, rendered.subject, content, force=how.force)
+    publish(db, rendered, content, force=True)  # conflicts were settled above
+    sender_domain = parseaddr(how.envelope.sender)[1].rpartition("@")[2]
+    envelope = replace(how.envelope, feedback_id=feedback_id(plan.issue, plan.list_name, sender_domain))
+    return run_send(db, send_id, MessageTemplate(rendered, envelope), how.transport, how.tokens, how.base_url,
+                    rate=how.rate, workers=how.workers, retry_unknown=how.retry_unknown,
+                    quota_left=how.quota_left, on_progress=on_progress)
 
 
 def send_proofs(template: MessageTemplate, transport: Transport, tokens: Tokens, base_url: str,

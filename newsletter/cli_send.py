@@ -45,7 +45,7 @@ def send(obj: Obj, issue: Path, list_name: str, dry_run: bool, yes: bool, rate: 
         return
     if not yes and not click.confirm(f"Send {rendered.slug!r} to {plan.to_send} recipients?", default=False):
         raise click.ClickException("nothing sent")
-    _run(obj, rendered, plan, rate, workers, retry_unknown)
+    _run(obj, rendered, plan, rate, workers, retry_unknown, force)
 
 
 def _print_plan(plan: Any) -> None:
@@ -80,9 +80,9 @@ def _print_sample(template: Any) -> None:
         click.echo(f"    {line}")
 
 
-def _run(obj: Obj, rendered: Any, plan: Any, rate: float | None, workers: int, retry_unknown: bool) -> None:
-    from mailer import MessageTemplate, publish, run_send
-    from mailer.sending import start_send
+def _run(obj: Obj, rendered: Any, plan: Any, rate: float | None, workers: int, retry_unknown: bool,
+         force: bool) -> None:
+    from mailer import Delivery, send_issue
     from subscribers import Tokens
 
     from .progress import send_progress
@@ -90,16 +90,20 @@ def _run(obj: Obj, rendered: Any, plan: Any, rate: float | None, workers: int, r
     settings = obj.settings
     sender = transport(settings)
     per_second, quota_left = pace(settings, rate, sender)
-    template = MessageTemplate(rendered, envelope(settings, plan.list_name))
-    send_id = start_send(obj.db, plan, rendered.subject)
-    publish(obj.db, rendered)  # the archive page and the images the email links to go up with the send
-    total = plan.to_send if plan.send_id is None else plan.ledger.get("pending", 0)
+    how = Delivery(sender, envelope(settings, plan.list_name), Tokens(settings.secret), settings.base_url,
+                   per_second, workers, quota_left, retry_unknown, force)
     click.echo(f"Sending at up to {per_second:g} messages/s with {workers} workers through {sender.name}.")
-    with send_progress(total) as progress:
-        result = run_send(obj.db, send_id, template, sender, Tokens(settings.secret), settings.base_url,
-                          rate=per_second, workers=workers, retry_unknown=retry_unknown,
-                          quota_left=quota_left, on_progress=progress)
-    click.echo(f"Done: {result.sent} sent, {result.failed} failed, {result.skipped} skipped.")
+    with send_progress() as progress:
+        result = send_issue(obj.db, plan, rendered, how, on_progress=progress)
+    click.echo(f"Done: {result.sent} sent, {result.failed} failed, {result.skipped} skipped, "
+               f"{result.unknown} unknown.")
+    if result.failed or result.unknown:
+        from mailer import report as make_report
+
+        from .reporting import who_missed_it
+        for line in who_missed_it([r for r in make_report(obj.db, plan.issue) if r["list"] == plan.list_name],
+                                  plan.issue):
+            click.echo(line)
 
 
 @click.command("test-send")

@@ -22,8 +22,13 @@ def byte_progress(label: str, path: Path) -> Iterator[Callable[[int, int], None]
 
 
 @contextmanager
-def send_progress(total: int) -> Iterator[Callable[[object], None] | None]:
-    """A bar of sent/failed with rate and time left; None when stderr is not a terminal."""
+def send_progress() -> Iterator[Callable[[object], None] | None]:
+    """A bar of the run's rows done (sent, failed, skipped, unknown) against what it set out to send.
+
+    The total comes from the run itself (its pending rows when it started), so the bar is
+    right on a first run, a resume, after a crash and with --retry-unknown alike.
+    None when stderr is not a terminal.
+    """
     if not sys.stderr.isatty():
         yield None
         return
@@ -31,10 +36,12 @@ def send_progress(total: int) -> Iterator[Callable[[object], None] | None]:
 
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   "{task.fields[detail]}", TimeRemainingColumn(), transient=False) as bar:
-        task = bar.add_task("Sending", total=total, detail="")
+        task = bar.add_task("Sending", total=None, detail="")
 
         def update(result: object) -> None:
             sent, failed = getattr(result, "sent", 0), getattr(result, "failed", 0)
-            skipped = getattr(result, "skipped", 0)
-            bar.update(task, completed=sent + failed + skipped, detail=f"{sent} sent, {failed} failed")
+            unknown = getattr(result, "unknown", 0)
+            detail = f"{sent} sent, {failed} failed" + (f", {unknown} unknown" if unknown else "")
+            bar.update(task, total=getattr(result, "total", None), completed=getattr(result, "done", 0),
+                       detail=detail)
         yield update

@@ -35,8 +35,8 @@ BASE = "https://news.example.org"
 ISSUE = "2021-01"
 LIST = "members"
 SECRET = "k"
-REPORT_KEYS = {"issue", "list", "recipients", "sent", "failed", "pending", "delivered", "bounced_hard",
-               "bounced_soft", "complained", "unsubscribed"}
+REPORT_KEYS = {"id", "issue", "list", "segment", "state", "recipients", "sent", "failed", "pending", "unknown",
+               "skipped", "delivered", "bounced_hard", "bounced_soft", "complained", "unsubscribed"}
 NO_SLEEP: Callable[[float], None] = lambda s: None  # noqa: E731
 
 
@@ -556,15 +556,16 @@ def test_report_has_design_keys_and_right_counts(ledger, template, files):
     run(ledger, send_id, template, Faulty(files, reject))
     (row,) = mailer.report(ledger, ISSUE)
     assert set(row) == REPORT_KEYS
-    assert row == {"issue": ISSUE, "list": LIST, "recipients": 30, "sent": 26, "failed": 1, "pending": 2,
+    assert row == {"id": send_id, "issue": ISSUE, "list": LIST, "segment": None, "state": "finished",
+                   "recipients": 30, "sent": 26, "failed": 1, "pending": 0, "unknown": 2, "skipped": 1,
                    "delivered": 0, "bounced_hard": 0, "bounced_soft": 0, "complained": 0, "unsubscribed": 0}
 
     other = begin(ledger, template, "friends")
     run(ledger, other, template, files)
     reports = mailer.report(ledger, ISSUE)
     assert [r["list"] for r in reports] == [LIST, "friends"]
-    assert reports[1] == {**dict.fromkeys(REPORT_KEYS, 0), "issue": ISSUE, "list": "friends", "recipients": 4,
-                          "sent": 4}
+    assert reports[1] == {**dict.fromkeys(REPORT_KEYS, 0), "id": other, "issue": ISSUE, "list": "friends",
+                          "segment": None, "state": "finished", "recipients": 4, "sent": 4}
     assert mailer.report(ledger, "2099-01") == []
 
 

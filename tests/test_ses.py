@@ -35,7 +35,7 @@ from tests.ses_peer import (
 # The SES peer's fixtures, used by name.
 moto, ses, fault_proxy = ses_peer.moto, ses_peer.ses, ses_peer.fault_proxy
 
-BASE_URL = "http://127.0.0.1:8025"
+BASE_URL = "https://news.example.org"  # send through ses refuses a loopback or plain-http base URL
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def test_cli_send_through_ses_end_to_end(ses: MotoServer, tmp_path: Path) -> Non
 
     database_url = f"sqlite:///{tmp_path / 'news.db'}"
     ses.create_configuration_set("newsletter-events")
-    env = cli_env(database_url, NEWSLETTER_TRANSPORT="ses", NEWSLETTER_SES_MAX_RATE="50",
+    env = cli_env(database_url, NEWSLETTER_TRANSPORT="ses", NEWSLETTER_SES_MAX_RATE="50", NEWSLETTER_BASE_URL=BASE_URL,
                   NEWSLETTER_SES_CONFIGURATION_SET="newsletter-events", **aws_env(ses.url))
     addresses = write_subscribers(tmp_path / "people.csv", 10)
     newsletter(["lists", "create", "news"], env, tmp_path)
@@ -149,7 +149,7 @@ def test_cli_send_through_ses_end_to_end(ses: MotoServer, tmp_path: Path) -> Non
 
     done = newsletter(["send", str(ISSUE), "--list", "news", "--yes"], env, tmp_path)
     assert "Sending at up to 50 messages/s" in done.stdout and "through ses" in done.stdout
-    assert "Done: 10 sent, 0 failed, 0 skipped." in done.stdout
+    assert "Done: 10 sent, 0 failed, 0 skipped, 0 unknown." in done.stdout
 
     messages = ses.raw_messages()
     assert len(messages) == 10
@@ -167,6 +167,7 @@ def test_cli_send_through_ses_end_to_end(ses: MotoServer, tmp_path: Path) -> Non
         assert message["Subject"] == f"First{n:03d}, your January news is here"
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert message["List-Id"] == "<news.example.org>"
+        assert message["Feedback-ID"] == "2021-01:news:newsletter:example.org"  # Gmail's feedback loop
         match = re.fullmatch(rf"<{re.escape(BASE_URL)}/u/([A-Za-z0-9_.-]+)>", message["List-Unsubscribe"])
         assert match, message["List-Unsubscribe"]
         target = tokens.read_unsubscribe(match.group(1))
@@ -197,7 +198,7 @@ def test_cli_tags_name_the_send_and_the_subscriber(fault_proxy: FaultProxy, ses:
     """EmailTags and ConfigurationSetName as SES receives them (moto does not keep them: the proxy does)."""
     database_url = f"sqlite:///{tmp_path / 'news.db'}"
     ses.create_configuration_set("newsletter-events")
-    env = cli_env(database_url, NEWSLETTER_TRANSPORT="ses", NEWSLETTER_SES_MAX_RATE="50",
+    env = cli_env(database_url, NEWSLETTER_TRANSPORT="ses", NEWSLETTER_SES_MAX_RATE="50", NEWSLETTER_BASE_URL=BASE_URL,
                   NEWSLETTER_SES_CONFIGURATION_SET="newsletter-events", **aws_env(fault_proxy.url))
     addresses = write_subscribers(tmp_path / "people.csv", 6)
     newsletter(["lists", "create", "news"], env, tmp_path)
