@@ -440,6 +440,9 @@ def send_issue(db: Database, plan: Plan, rendered: RenderedIssue, how: Delivery,
     Raises SendStopped (resumable) when it cannot finish.
     """
     content = content_hash(rendered)
+    resumed = plan.send_id is not None
+    if resumed:  # the more telling refusal first: this send started with other content
+        start_send(db, plan, rendered.subject, content, force=how.force)
     conflict = archive_conflict(db, rendered.slug, content)
     if conflict and not how.force:
         raise ArchiveConflict(conflict)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from typing import Any
 
@@ -170,3 +171,75 @@ def test_the_archive_keeps_the_first_content_and_concurrent_publishers_agree(db_
             assert conn.execute(select(archive.c.content_hash)).scalar_one() == real
     finally:
         db.dispose()
+
+
+# --- the command line: a draft under the same slug, four senders at once ------------------------------
+
+
+def test_a_draft_under_the_same_slug_neither_resumes_the_send_nor_replaces_the_archive(db_url: str,
+                                                                                      tmp_path) -> None:
+    from tests.ses_peer import ISSUE, cli_env, ledger, newsletter
+    from tests.test_crash import copies, setup_list
+    setup_list(db_url, tmp_path, 12)
+    setup_list(db_url, tmp_path, 3, "staff")
+    drafts = tmp_path / "drafts"
+    drafts.mkdir()
+    draft = drafts / ISSUE.name
+    draft.write_text(ISSUE.read_text("utf-8").replace("subject:", 'subject: "DRAFT - do not send" #', 1), "utf-8")
+    shutil.copytree(ISSUE.parent / ISSUE.stem, drafts / ISSUE.stem)  # its images
+    outbox = tmp_path / "outbox"
+    env = cli_env(db_url, NEWSLETTER_TRANSPORT="file", NEWSLETTER_OUTBOX=str(outbox))
+    newsletter(["send", str(ISSUE), "--list", "news", "--yes"], env, tmp_path)
+    # Half the send goes back to pending, as if it had stopped there.
+    from sqlalchemy import create_engine, text
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE deliveries SET state = 'pending', message_id = NULL WHERE id % 2 = 0"))
+    engine.dispose()
+    before = copies(outbox)
+
+    refused = newsletter(["send", str(draft), "--list", "news", "--yes"], env, tmp_path, check=False)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "started with other content" in refused.stderr and "--force" in refused.stderr
+    assert copies(outbox) == before
+
+    other_list = newsletter(["send", str(draft), "--list", "staff", "--yes"], env, tmp_path, check=False)
+    assert other_list.returncode == 1 and "different issue under the slug" in other_list.stderr
+    assert copies(outbox) == before
+    assert not [r for r in ledger(db_url) if r["state"] == "pending" and r["send_id"] != 1]
+
+    resumed = newsletter(["send", str(ISSUE), "--list", "news", "--yes"], env, tmp_path)
+    assert "Done: 6 sent" in resumed.stdout
+    subjects = {p.read_bytes().split(b"\r\nSubject: ", 1)[1].split(b"\r\n", 1)[0] for p in outbox.rglob("*.eml")}
+    assert not any(b"DRAFT" in s for s in subjects)
+    assert json.loads(newsletter(["report", ISSUE.stem, "--json"], env, tmp_path).stdout)[0]["sent"] == 12
+
+    forced = newsletter(["send", str(draft), "--list", "staff", "--yes", "--force"], env, tmp_path)
+    assert "Done: 3 sent" in forced.stdout
+    import mailer
+    from subscribers import open_database
+    db = open_database(db_url, extra_migrations=(mailer.MIGRATIONS,))
+    try:
+        assert "DRAFT" not in (mailer.archived_page(db, ISSUE.stem) or "DRAFT")  # the archive kept the real one
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_four_senders_started_at_once_share_one_send_on_postgresql(db_url: str, tmp_path) -> None:
+    import subprocess
+
+    from tests.ses_peer import ISSUE, NEWSLETTER, cli_env, ledger
+    from tests.test_crash import copies, setup_list
+    addresses = setup_list(db_url, tmp_path, 120)
+    outbox = tmp_path / "outbox"
+    env = cli_env(db_url, NEWSLETTER_TRANSPORT="file", NEWSLETTER_OUTBOX=str(outbox))
+    command = [str(NEWSLETTER), "send", str(ISSUE), "--list", "news", "--yes", "--rate", "300"]
+    processes = [subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(4)]
+    outputs = [p.communicate(timeout=120) for p in processes]
+    for p, (out, err) in zip(processes, outputs, strict=True):
+        assert p.returncode == 0 and "Traceback" not in err, (out, err)
+    assert copies(outbox) == {a: 1 for a in addresses}
+    rows = ledger(db_url)
+    assert len(rows) == 120 and {r["state"] for r in rows} == {"sent"} and len({r["send_id"] for r in rows}) == 1
