@@ -291,7 +291,9 @@ class _Run:
                 if not self.sender.stop.is_set() and not self.exhausted and self.outstanding < self.claim_size:
                     self._feed()
                 if not self.outstanding:
-                    break
+                    if self.exhausted or self.sender.stop.is_set():
+                        break
+                    continue  # a claim whose people all left: claim the next rows
                 self._collect(timeout=0.25)
                 self._beat()
         except KeyboardInterrupt:

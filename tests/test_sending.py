@@ -588,3 +588,17 @@ def test_proofs_are_outside_the_ledger_and_their_link_changes_nothing(ledger, te
         assert conn.execute(select(sends)).all() == []
         assert conn.execute(select(deliveries)).all() == []
     assert mailer.report(ledger, ISSUE) == []
+
+
+def test_claims_whose_people_all_left_do_not_end_the_run(ledger, template, files, outbox):
+    # Small claims (a slow rate) that hold only people who left since the send started must not
+    # be taken for the end of the list.
+    people = populate(ledger, 12)
+    send_id = begin(ledger, template)
+    for gone in people[:6]:
+        subs.unsubscribe(ledger, gone, LIST)
+    fast = mailer.RateLimiter(10000)
+    result = run(ledger, send_id, template, files, rate=2, workers=1, limiter=fast)
+    assert (result.sent, result.skipped) == (6, 6)
+    assert set(recipients_in(outbox)) == set(people[6:])
+    assert states(ledger, send_id) == Counter({"sent": 6, "skipped": 6})
