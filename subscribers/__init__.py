@@ -17,8 +17,10 @@ _EXPORTS = {
     "try_normalise": ".addresses",
     "export_csv": ".csv_export",
     "ImportReport": ".csv_import", "import_csv": ".csv_import",
-    "Database": ".db", "as_utc": ".db", "insert_new_only": ".db", "open_database": ".db", "upgrade": ".db",
-    "DatabaseError": ".errors", "ImportFailed": ".errors", "InvalidAddress": ".errors", "ListExists": ".errors",
+    "Database": ".db", "as_utc": ".db", "insert_new_only": ".db", "open_database": ".db",
+    "run_in_transaction": ".db", "upgrade": ".db",
+    "DatabaseError": ".errors", "ImportFailed": ".errors", "ImportIncomplete": ".errors", "InvalidAddress": ".errors",
+    "ListExists": ".errors",
     "ListNotFound": ".errors", "NotAllowed": ".errors", "SubscriberNotFound": ".errors",
     "SubscribersError": ".errors",
     "MailingList": ".lists", "create_list": ".lists", "list_lists": ".lists", "remove_list": ".lists",
@@ -45,10 +47,11 @@ if TYPE_CHECKING:
     from .audience import Member, eligible, status_counts, subscribed_ids, suppressed_among_subscribed
     from .csv_export import export_csv
     from .csv_import import ImportReport, import_csv
-    from .db import Database, as_utc, insert_new_only, open_database, upgrade
+    from .db import Database, as_utc, insert_new_only, open_database, run_in_transaction, upgrade
     from .errors import (
         DatabaseError,
         ImportFailed,
+        ImportIncomplete,
         InvalidAddress,
         ListExists,
         ListNotFound,

@@ -5,11 +5,13 @@ import datetime as dt
 import functools
 import json
 import os
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -25,11 +27,16 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
 from .errors import DatabaseError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# SQLite's own wait for the write lock, per attempt. Writers here hold it well under a second
+# (imports commit every few thousand rows); a longer stall is waited out by run_in_transaction,
+# which backs off between attempts instead of keeping a thread parked inside SQLite.
+BUSY_TIMEOUT_MS = 10_000
+T = TypeVar("T")
 
 
 def utcnow() -> dt.datetime:
@@ -62,7 +69,9 @@ class Database:
         """One transaction. On SQLite it takes the write lock up front (BEGIN IMMEDIATE)
         unless `read_only`: a transaction that reads and then writes cannot wait for a
         busy database (SQLite skips busy_timeout then) and fails at once with
-        "database is locked". Long reads (an export) pass read_only so writers go on."""
+        "database is locked". Long reads (an export) pass read_only so writers go on.
+        It waits BUSY_TIMEOUT_MS for the lock, then fails with DatabaseError; a writer that
+        must not fail then uses run_in_transaction, which runs its work again."""
         try:
             with self.engine.connect() as conn:
                 if read_only:
@@ -72,8 +81,105 @@ class Database:
         except OperationalError as exc:
             raise DatabaseError(f"database error: {exc.orig}") from None
 
+    def run_in_transaction(self, fn: Callable[[Connection], T], **options: Any) -> T:
+        """`run_in_transaction(self, fn, **options)`: the same contract, see there."""
+        return run_in_transaction(self, fn, **options)
+
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# SQLite result codes (the low byte of the extended code): SQLITE_BUSY, SQLITE_LOCKED.
+_SQLITE_BUSY = (5, 6)
+# PostgreSQL SQLSTATEs after which the server has rolled the transaction back, or never ran it:
+# serialization_failure, deadlock_detected, lock_not_available (lock_timeout, NOWAIT),
+# cannot_connect_now (starting up or shutting down).
+_PG_TRANSIENT = {"40001", "40P01", "55P03", "57P03"}
+FIRST_DELAY, MAX_DELAY, DEADLINE = 0.05, 2.0, 60.0
+
+
+class _Busy(Exception):
+    """One attempt that the database turned away without applying it."""
+
+
+def run_in_transaction(db: Database, fn: Callable[[Connection], T], *, read_only: bool = False,
+                       deadline: float = DEADLINE, attempts: int | None = None,
+                       sleep: Callable[[float], None] = time.sleep,
+                       clock: Callable[[], float] = time.monotonic) -> T:
+    """Run `fn(conn)` in one transaction (as `db.begin()`) and commit; wait out a busy database.
+
+    Contract, for writers that must not die when another process holds the database:
+    - `fn` gets a connection inside an open transaction and must do all its database work
+      through it (not through `db.begin()`). It may be called SEVERAL times: each failed
+      attempt is rolled back entirely, so `fn` must have no effect outside the database
+      (no mail sent, no counters bumped) or only effects it is safe to repeat. Its return
+      value is returned after a successful commit.
+    - An attempt is re-run when the database proves it applied nothing: SQLite "database is
+      locked" / busy (SQLITE_BUSY, SQLITE_LOCKED; each attempt already waits BUSY_TIMEOUT_MS
+      inside SQLite), PostgreSQL serialization failure, deadlock, lock_not_available, a
+      connection lost BEFORE the COMMIT (and then a server that refuses new connections while it
+      restarts). A first connection that cannot be opened (a bad URL, a wrong password) fails at once.
+    - It is not re-run when the connection is lost DURING the commit: the transaction may or may
+      not have been applied, so DatabaseError says so and the caller decides (a ledger row
+      left `sending` stays unknown, as after a crash).
+    - Between attempts it sleeps FIRST_DELAY s, doubling up to MAX_DELAY s, with jitter so
+      several waiters do not retry in step. It gives up with DatabaseError ("database busy")
+      once `deadline` seconds have passed since the first attempt (or after `attempts` attempts,
+      when given); `sleep` and `clock` are injectable for tests.
+    - Any other OperationalError becomes DatabaseError at once (as `db.begin()` does); other
+      errors, including IntegrityError and whatever `fn` raises itself, propagate unchanged.
+    """
+    start, delay, attempt = clock(), FIRST_DELAY, 0
+    while True:
+        attempt += 1
+        try:
+            return _attempt(db, fn, read_only, reconnecting=attempt > 1)
+        except _Busy as busy:
+            waited = clock() - start
+            if (attempts is not None and attempt >= attempts) or waited + delay > deadline:
+                raise DatabaseError(f"database busy: gave up after {attempt} attempts in {waited:.0f} s "
+                                    f"({busy})") from None
+            sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, MAX_DELAY)
+
+
+def _attempt(db: Database, fn: Callable[[Connection], T], read_only: bool, reconnecting: bool) -> T:
+    phase = "connect"
+    try:
+        with db.engine.connect() as conn:
+            if read_only:
+                conn = conn.execution_options(newsletter_read_only=True)
+            phase = "begin"
+            with conn.begin():
+                phase = "run"
+                result = fn(conn)
+                phase = "commit"
+        return result
+    except DBAPIError as exc:
+        if _transient(exc, phase, reconnecting):
+            raise _Busy(str(exc.orig).strip()) from exc
+        if phase == "commit" and exc.connection_invalidated:
+            raise DatabaseError(f"the database connection was lost while committing, so the change may or may "
+                                f"not have been applied: {exc.orig}") from None
+        if isinstance(exc, OperationalError):
+            raise DatabaseError(f"database error: {exc.orig}") from None
+        raise
+
+
+def _transient(exc: DBAPIError, phase: str, reconnecting: bool) -> bool:
+    orig = exc.orig
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _SQLITE_BUSY
+    state = getattr(orig, "sqlstate", None)
+    if state in _PG_TRANSIENT:
+        return True
+    if phase == "connect":
+        # psycopg gives no SQLSTATE when it cannot connect: "refused" and "no such role" look alike.
+        # Only a server we were already talking to is worth waiting for.
+        return reconnecting and isinstance(exc, OperationalError)
+    # The server rolls back a transaction whose connection is gone, unless COMMIT was already sent.
+    return exc.connection_invalidated and phase != "commit"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -82,7 +188,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.close()
 
 
@@ -97,7 +203,9 @@ def create(url: str) -> Engine:
         options: dict[str, Any] = {"pool_size": 10, "max_overflow": 20} if url.startswith("postgresql") else {}
         engine = create_engine(url, future=True, **options)
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
-        raise DatabaseError(f"bad database URL {url!r}: {exc}") from None
+        from .privacy import masked_url  # never the password, nor a parser's message quoting part of it
+        reason = "it cannot be parsed" if isinstance(exc, ValueError) else str(exc)
+        raise DatabaseError(f"bad database URL {masked_url(url)!r}: {reason}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         # Let the sqlite3 module leave transactions to SQLAlchemy.
@@ -131,7 +239,9 @@ def _alembic_config(db: Database) -> Any:
 
 def current_revisions(db: Database) -> set[str]:
     from alembic.runtime.migration import MigrationContext
-    with db.engine.connect() as conn:
+    # Read-only: every command opens the database through here, and must not queue for the
+    # write lock (nor fail with "database is locked") just to read the schema's version.
+    with db.engine.connect().execution_options(newsletter_read_only=True) as conn:
         return set(MigrationContext.configure(conn).get_current_heads())
 
 
@@ -221,11 +331,25 @@ def _copy(conn: Connection, table: Any, rows: list[dict[str, Any]], fixed: dict[
     names = [*rows[0], *constants]
     encode = [isinstance(table.c[n].type, JSON) for n in names]
     columns = ", ".join(f'"{n}"' for n in names)
+    statement = f'COPY "{table.name}" ({columns}) FROM STDIN'
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as copy:
-        for row in rows:
-            record = [*row.values(), *constants.values()]
-            copy.write_row([json.dumps(v) if e else v for v, e in zip(record, encode, strict=True)])
+    try:
+        with cursor.copy(statement) as copy:
+            for row in rows:
+                record = [*row.values(), *constants.values()]
+                copy.write_row([json.dumps(v) if e else v for v, e in zip(record, encode, strict=True)])
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _wrapped(conn, statement, exc, cursor) from exc
+
+
+def _wrapped(conn: Connection, statement: str, exc: Exception, cursor: Any) -> DBAPIError:
+    """A driver error met outside SQLAlchemy (COPY), as SQLAlchemy would have raised it, so callers
+    (run_in_transaction) classify it the same way; a lost connection is invalidated as it would be."""
+    lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)  # type: ignore[arg-type]
+    if lost:
+        conn.invalidate(exc)
+    return DBAPIError.instance(statement, None, exc, conn.dialect.loaded_dbapi.Error,
+                               connection_invalidated=lost, dialect=conn.dialect)  # type: ignore[return-value]
 
 
 def in_values(conn: Connection, column: Any, values: list[Any]) -> Any:

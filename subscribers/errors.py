@@ -32,5 +32,16 @@ class ImportFailed(SubscribersError):
     """A CSV file that cannot be imported at all (nothing was changed)."""
 
 
+class ImportIncomplete(SubscribersError):
+    """An import that stopped part-way: the batches before `rows_written` rows are committed.
+
+    Running the same import again finishes it (rows already imported are left as they are).
+    """
+
+    def __init__(self, message: str, rows_written: int):
+        super().__init__(message)
+        self.rows_written = rows_written
+
+
 class DatabaseError(SubscribersError):
-    """The database cannot be reached or migrated."""
+    """The database cannot be reached or migrated, stayed busy too long, or failed a statement."""
