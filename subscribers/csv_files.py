@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import codecs
+import collections
 import csv
 import io
 import os
@@ -126,3 +127,19 @@ def rows(source: CsvSource, on_read: Callable[[int], None] | None = None) -> Ite
                     yield start, cells
         except csv.Error as exc:
             raise ImportFailed(f"{source.path}:{reader.line_num}: malformed CSV: {exc}") from None
+
+
+def check_structure(source: CsvSource) -> None:
+    """Read the whole file as CSV once, at C speed (~0.3 s a million rows), keeping nothing.
+
+    An import writes in batches, each committed: a malformed record on the millionth
+    line must stop it before the first batch, not after, so the file is checked first.
+    """
+    with open(source.path, encoding=source.encoding, newline="") as text:
+        reader = csv.reader(text, delimiter=source.delimiter)
+        try:
+            collections.deque(reader, maxlen=0)
+        except csv.Error as exc:
+            raise ImportFailed(f"{source.path}:{reader.line_num}: malformed CSV: {exc}") from None
+        except OSError as exc:
+            raise ImportFailed(f"{source.path}: cannot read: {exc.strerror or exc}") from None

@@ -2,17 +2,20 @@
 
 Every test here takes the parametrised `db` fixture, so each runs on both
 engines. The import must never put back anyone who left or is suppressed
-(design §8), must be all-or-nothing, and its dry run must report exactly
-what the real import does.
+(design §8); a file it cannot read changes nothing; it commits batch by batch
+(other writers get in between) and a re-run finishes an import that stopped
+part-way; its dry run takes no write lock and reports exactly what the real
+import does.
 """
 from __future__ import annotations
 
 import csv
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
 
 import subscribers
 from subscribers import (
@@ -367,29 +370,112 @@ def test_dry_run_reports_the_same_counts_and_writes_nothing(db, news, tmp_path) 
     assert counts(db, news)["subscribed"] == 5 + BATCH + 100
 
 
-def test_an_import_that_fails_part_way_changes_nothing(db, news, tmp_path, monkeypatch) -> None:
+def _refuse(db: subscribers.Database, email: str) -> None:
+    """A real fault inside the database: a trigger that refuses to store one address."""
+    with db.begin() as conn:
+        if db.is_sqlite:
+            conn.exec_driver_sql(f"CREATE TRIGGER refuse BEFORE INSERT ON subscribers WHEN NEW.email_key = '{email}' "
+                                 "BEGIN SELECT RAISE(ABORT, 'the disk caught fire'); END")
+        else:
+            conn.exec_driver_sql("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                                 f"IF NEW.email_key = '{email}' THEN RAISE EXCEPTION 'the disk caught fire'; END IF; "
+                                 "RETURN NEW; END $$")
+            conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE INSERT ON subscribers "
+                                 "FOR EACH ROW EXECUTE FUNCTION refuse()")
+
+
+def test_an_import_that_fails_part_way_says_what_was_written_and_a_rerun_finishes_it(db, news, tmp_path) -> None:
     add_subscriber(db, "existing@example.com", news, "Existing")
     lines = ["email,name"] + [f"p{i}@example.com,P {i}" for i in range(BATCH + 50)]
-    lines.append("existing@example.com,Renamed")
+    lines += ["existing@example.com,Renamed", "p1@example.com,P One Again"]  # p1: a repeat of batch 1
     path = write(tmp_path, "\n".join(lines) + "\n")
-    real_write = csv_import_module._write_batch
-    calls: list[int] = []
-
-    def failing(*args: Any, **kwargs: Any) -> None:
-        calls.append(len(args[2]))
-        if len(calls) == 2:
-            raise RuntimeError("the disk caught fire")
-        real_write(*args, **kwargs)
-
-    monkeypatch.setattr(csv_import_module, "_write_batch", failing)
-    before = snapshot(db)
-    with pytest.raises(RuntimeError, match="caught fire"):
+    _refuse(db, f"p{BATCH + 10}@example.com")  # in the second batch
+    with pytest.raises(subscribers.ImportIncomplete) as caught:
         import_csv(db, path, news)
-    assert calls == [BATCH, 51]  # the first batch was written before the fault
-    assert snapshot(db) == before
-    with pytest.raises(SubscriberNotFound):
-        show(db, "p0@example.com")
+    message = str(caught.value)
+    assert caught.value.rows_written == BATCH
+    assert f"first {BATCH:,} rows were imported" in message and "the disk caught fire" in message
+    assert "run the same import again" in message
+    # The first batch is committed; nothing of the second.
+    assert counts(db, news)["subscribed"] == BATCH + 1
     assert show(db, "existing@example.com")["name"] == "Existing"
+    with pytest.raises(SubscriberNotFound):
+        show(db, f"p{BATCH}@example.com")
+
+    with db.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER refuse" if db.is_sqlite else "DROP TRIGGER refuse ON subscribers")
+    again = import_csv(db, path, news)
+    assert (again.added, again.updated, again.unchanged, again.duplicates) == (50, 1, BATCH, 1)
+    # The same end as one import that never failed.
+    create_list(db, "clean")
+    add_subscriber(db, "existing@example.com", "clean", "Existing")
+    import_csv(db, path, "clean")
+    assert counts(db, news) == counts(db, "clean") == {"subscribed": BATCH + 51, "unconfirmed": 0, "unsubscribed": 0}
+    assert show(db, "existing@example.com")["name"] == "Renamed"
+    assert show(db, "p1@example.com")["name"] == "P One Again"
+
+
+def test_another_writer_gets_in_between_batches_and_its_unsubscribe_stands(db, news, tmp_path) -> None:
+    # The import's own progress callback (called while it reads, between its transactions) plays
+    # the other writer: someone from the first batch unsubscribes while the import runs, and a
+    # later row of the file with their address must not put them back. In one long transaction,
+    # that unsubscribe would wait for the import (SQLite: "database is locked") or not find them.
+    # Someone else asks to be forgotten meanwhile: the first suppression ever, which the import
+    # must notice although there was none when it started.
+    lines = ["email,name"] + [f"p{i}@example.com,P {i}" for i in range(3 * BATCH)]
+    lines += ["P0@example.com,P Zero Again", "p1@example.com,P One Again"]
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    size, done = path.stat().st_size, []
+
+    def progress(read: int, total: int) -> None:
+        assert total == size
+        if read > total * 3 // 4 and not done:  # well past the first batch, committed by now
+            done.append(unsubscribe(db, "p0@example.com", news))
+            forget(db, "p1@example.com")
+
+    report = import_csv(db, path, news, on_progress=progress)
+    assert done, "the progress callback never ran"
+    assert status(db, "p0@example.com", news) == "unsubscribed"
+    with pytest.raises(SubscriberNotFound):
+        show(db, "p1@example.com")
+    assert (report.added, report.duplicates) == (3 * BATCH, 2)
+    assert counts(db, news) == {"subscribed": 3 * BATCH - 2, "unconfirmed": 0, "unsubscribed": 1}
+
+
+def test_a_dry_run_never_takes_the_write_lock(db, news, tmp_path) -> None:
+    _mixed_setup(db, news)
+    big = MIXED + "".join(f"bulk{i}@example.com,Bulk {i},\n" for i in range(2 * BATCH))
+    path = write(tmp_path, big + "BULK7@example.com,Bulk Seven,Leeds\nkeep@example.com,Keep,\n")
+    expected = dict(MIXED_TALLY, rows=MIXED_TALLY["rows"] + 2 * BATCH + 2, added=3 + 2 * BATCH, duplicates=2)
+    held, finished = threading.Event(), threading.Event()
+    outcome: list[bool] = []
+
+    def hold_the_write_lock() -> None:
+        # Another writer in the middle of a long transaction; it lets go once the dry run is
+        # over (or after a while, so a dry run that waits for it fails instead of hanging).
+        engine = create_engine(db.engine.url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            if db.is_sqlite:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.exec_driver_sql("BEGIN")
+                conn.exec_driver_sql("LOCK TABLE subscribers, memberships IN EXCLUSIVE MODE")  # reads go on
+            held.set()
+            outcome.append(finished.wait(timeout=30))
+            conn.exec_driver_sql("ROLLBACK")
+        engine.dispose()
+
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    try:
+        assert held.wait(timeout=10)
+        dry = import_csv(db, path, news, dry_run=True)
+    finally:
+        finished.set()
+        holder.join()
+    assert outcome == [True]  # the dry run was over while the other transaction still held the lock
+    assert tally(dry) == expected
+    assert tally(import_csv(db, path, news)) == expected
 
 
 # --- files that cannot be imported at all ---------------------------------------------------------------
