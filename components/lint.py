@@ -47,7 +47,7 @@ def check_issue(issue: Issue, rendered: RenderedIssue | None = None,
     """Every finding for one valid issue, errors first; warnings the issue accepts (`accept:`) left out."""
     rendered = rendered or render_issue(issue)
     findings = [*_merge_fields(issue), *_insecure(issue, rendered), *_size(issue, rendered), *_envelope(issue),
-                *_accessibility(issue, rendered), *_client_support(issue, rendered, clients)]
+                *_image_budget(issue), *_accessibility(issue, rendered), *_client_support(issue, rendered, clients)]
     accepted = {a.rule for a in issue.fields.accept}
     kept = [f for f in findings if not (f.level == "warning" and f.rule in accepted)]
     return sorted(kept + _unknown_acceptances(issue), key=lambda f: (f.level != "error", f.line, f.rule))
@@ -56,7 +56,7 @@ def check_issue(issue: Issue, rendered: RenderedIssue | None = None,
 # Every rule `check` knows, so that `accept:` cannot name one that does not exist.
 RULES = ("merge-field", "insecure-link", "gmail-clip", "size", "libero-clip", "style-size", "preheader",
          "subject-length", "client-support", "a11y-lang", "a11y-title", "a11y-layout-table", "a11y-headings",
-         "a11y-link-text", "a11y-alt-text", "a11y-contrast")
+         "a11y-link-text", "a11y-alt-text", "a11y-contrast", "image-size")
 
 
 def _unknown_acceptances(issue: Issue) -> list[Finding]:
@@ -117,6 +117,23 @@ def _images_of(fields: Any) -> list[Any]:
             elif hasattr(type(item), "model_fields"):
                 out += _images_of(item)
     return out
+
+
+def _image_budget(issue: Issue) -> list[Finding]:
+    """Images heavier than an email should carry (validation already refused those past the hard cap)."""
+    from .images import budget_warning, inspect
+    found, seen = [], set()
+    for block in issue.walk():
+        for image in _images_of(block.fields):
+            if image.src not in issue.assets or image.src in seen:
+                continue
+            seen.add(image.src)
+            info = inspect(issue.assets[image.src], image.src)
+            advice = budget_warning(info) if not isinstance(info, str) else None
+            if advice:
+                found.append(Finding("warning", "image-size", f"{block.path}: {advice}", issue.shown, block.line,
+                                     ["all"]))
+    return found
 
 
 def _insecure(issue: Issue, rendered: RenderedIssue) -> list[Finding]:

@@ -1,11 +1,19 @@
-"""Load YAML while remembering where every value came from.
+"""Load an issue file's YAML while remembering where every value came from.
 
-Error messages must name `file:line:col`, so we compose the node graph
-ourselves (yaml.compose keeps marks) and build plain Python data beside a
-map from data path to position.
+Error messages must name `file:line:col`, so we build plain Python data
+straight from the parser's events, beside a map from data path to position.
+Building it ourselves is also where an issue file is kept harmless: YAML's
+anchors and aliases are refused (an alias bomb expands a few hundred bytes
+into billions of values), a key given twice is an error instead of the
+last one silently winning, and every size is capped while reading, before
+anything can grow. Problems that do not stop the reading (a duplicate key,
+an alias, a string too long) are collected so that `check` can report them
+with every other problem of the file (design §3).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,15 +24,49 @@ from .errors import Problem
 
 PathKey = tuple[str | int, ...]
 
+# Caps on what one issue file may hold. The reference issue (issues/2020-12.yaml)
+# is 25 KB, 430 YAML values, 10 levels deep, with 22 items in its longest list
+# and 2,000 characters in its longest string: each cap is far above what a real
+# issue needs and far below what hurts `check` or a mail client.
+MAX_FILE_BYTES = 2 * 1024 * 1024  # 80 times the reference issue; Gmail clips an email at 102 KB anyway
+# Characters in one value: twice Gmail's 102 KB clip, so no value this long can reach a reader whole;
+# below it, check's gmail-clip error says more (it names the biggest blocks).
+MAX_STRING = 200_000
+MAX_ITEMS = 1_000  # entries in one list or mapping (1,000 blocks is fifty issues' worth)
+MAX_NODES = 50_000  # YAML values in the whole file: counted while reading, so nothing is built past it
+MAX_DEPTH = 40  # nesting levels; a section's image is about 8 deep, and our own walkers recurse
+MAX_NUMBER = 100  # characters in a number: a 100,000-digit integer costs seconds to convert
+MAX_PROBLEMS = 200  # reported by the reader; a generated hostile file could otherwise list 50,000
+
+# Tags with a plain meaning; anything else (!!python/object, !!binary, custom tags) is refused.
+_SCALAR_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float", "str", "timestamp")}
+_PLAIN_AS_STRING = {"tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"}  # `<<` and `=` are just text here
+_SEQ_TAG, _MAP_TAG = "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
+_NUMBER_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
+
+# libyaml's parser is ten times faster than PyYAML's pure-Python one and gives the same events and marks.
+_Parser = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def shown_path(path: PathKey) -> str:
+    """A data path as errors show it: `blocks[3].section.blocks[1].image`."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
 
 @dataclass
 class Located:
-    """Plain data from a YAML document plus the position of every node."""
+    """Plain data from a YAML document plus the position of every node.
+
+    `problems` are what the reader found; `complete` is False when it had to
+    stop (a syntax error, a cap on the whole file), and `data` is then not the file.
+    """
 
     file: str
     data: Any
     marks: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     key_marks: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    complete: bool = True
 
     def where(self, path: PathKey) -> tuple[int, int]:
         """Line and column of the nearest known node at or above `path`."""
@@ -42,80 +84,234 @@ class Located:
         return Problem(self.file, line, col, shown, message)
 
 
-# libyaml's composer is ten times faster than PyYAML's pure-Python one and
-# keeps the same marks; scalars are still constructed by SafeConstructor.
-_Composer = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+class _Stop(Exception):
+    """The reader cannot go on; carries the problem that says why."""
+
+    def __init__(self, problem: Problem):
+        self.problem = problem
 
 
-def _pos(node: yaml.Node) -> tuple[int, int]:
-    return (node.start_mark.line + 1, node.start_mark.column + 1)
+def _pos(mark: Any) -> tuple[int, int]:
+    return (mark.line + 1, mark.column + 1)
 
 
-def _build(node: yaml.Node, path: PathKey, loaded: Located, loader: yaml.constructor.SafeConstructor) -> Any:
-    loaded.marks[path] = _pos(node)
-    if isinstance(node, yaml.MappingNode):
+class _Reader:
+    """Turns parser events into plain data, refusing what an issue file must not hold."""
+
+    def __init__(self, text: str, located: Located):
+        self.parser = _Parser(text)
+        self.loc = located
+        self.resolver = yaml.resolver.Resolver()
+        self.constructor = yaml.constructor.SafeConstructor()
+        self.nodes = 0
+        self.muted = 0  # while reading a key, or a value given twice: record no positions
+
+    def report(self, mark: Any, path: PathKey, message: str) -> None:
+        if len(self.loc.problems) < MAX_PROBLEMS:
+            self.loc.problems.append(Problem(self.loc.file, *_pos(mark), shown_path(path), message))
+        elif len(self.loc.problems) == MAX_PROBLEMS:
+            self.loc.problems.append(Problem(self.loc.file, *_pos(mark), "",
+                                             f"more than {MAX_PROBLEMS} problems; fix these first"))
+
+    def stop(self, mark: Any, path: PathKey, message: str) -> None:
+        raise _Stop(Problem(self.loc.file, *_pos(mark), shown_path(path), message))
+
+    def document(self) -> Any:
+        self.parser.get_event()  # StreamStart
+        if self.parser.check_event(yaml.StreamEndEvent):
+            return None
+        self.parser.get_event()  # DocumentStart
+        data = self.value((), 0)
+        self.parser.get_event()  # DocumentEnd
+        if not self.parser.check_event(yaml.StreamEndEvent):
+            self.stop(self.parser.peek_event().start_mark, (),
+                      "an issue file holds one YAML document; a second one starts here (remove the `---`)")
+        return data
+
+    def value(self, path: PathKey, depth: int) -> Any:
+        event = self.parser.get_event()
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            self.stop(event.start_mark, path, f"the file holds more than {MAX_NODES} YAML values; "
+                                              "an issue is far smaller (is it generated?)")
+        if not self.muted:
+            self.loc.marks[path] = _pos(event.start_mark)
+        if isinstance(event, yaml.AliasEvent):
+            self.report(event.start_mark, path, f"alias *{event.anchor}: anchors and aliases (&name, *name) "
+                                                "are not allowed in issue files; write the value out")
+            return None
+        if event.anchor is not None:
+            self.report(event.start_mark, path, f"anchor &{event.anchor}: anchors and aliases (&name, *name) "
+                                                "are not allowed in issue files; write the value out")
+        if isinstance(event, yaml.ScalarEvent):
+            return self.scalar(event, path)
+        if depth >= MAX_DEPTH:
+            self.stop(event.start_mark, (), f"nested more than {MAX_DEPTH} levels deep; an issue is far flatter")
+        kind = yaml.SequenceNode if isinstance(event, yaml.SequenceStartEvent) else yaml.MappingNode
+        self.tag(event, kind, _SEQ_TAG if kind is yaml.SequenceNode else _MAP_TAG, path)
+        if kind is yaml.SequenceNode:
+            return self.sequence(event, path, depth)
+        return self.mapping(event, path, depth)
+
+    def tag(self, event: Any, kind: type, expected: str, path: PathKey) -> str:
+        tag = event.tag
+        if tag is None or tag == "!":
+            implicit = event.implicit if kind is yaml.ScalarNode else True
+            tag = self.resolver.resolve(kind, event.value if kind is yaml.ScalarNode else None, implicit)
+            return "tag:yaml.org,2002:str" if tag in _PLAIN_AS_STRING else tag
+        if tag != expected and not (kind is yaml.ScalarNode and tag in _SCALAR_TAGS):
+            shown = tag.replace("tag:yaml.org,2002:", "!!")
+            self.report(event.start_mark, path, f"the YAML tag {shown} is not allowed in issue files; "
+                                                "write a plain value")
+            return ""  # read as plain text, so the rest of the value is still checked
+        return tag
+
+    def scalar(self, event: Any, path: PathKey) -> Any:
+        tag = self.tag(event, yaml.ScalarNode, "", path)
+        if len(event.value) > MAX_STRING:
+            self.report(event.start_mark, path, f"{len(event.value):,} characters; a value can hold at most "
+                                                f"{MAX_STRING:,} (split it, or link to the full text)")
+            return event.value
+        if not tag:
+            return event.value
+        if tag in _NUMBER_TAGS and len(event.value) > MAX_NUMBER:
+            self.report(event.start_mark, path, f"a number of {len(event.value):,} characters; quote it "
+                                                "if it is meant as text")
+            return event.value
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except (ValueError, OverflowError, TypeError, yaml.YAMLError) as exc:
+            # e.g. `date: 2020-13-45`: name the line, not just the reason
+            self.report(event.start_mark, path, f"invalid value {_short(event.value)}: {exc}")
+            return None
+
+    def sequence(self, start: Any, path: PathKey, depth: int) -> list[Any]:
+        items: list[Any] = []
+        while not self.parser.check_event(yaml.SequenceEndEvent):
+            item = self.value((*path, len(items)), depth + 1)
+            if len(items) == MAX_ITEMS:
+                self.report(start.start_mark, path, f"more than {MAX_ITEMS:,} items in one list")
+            items.append(item)
+        self.parser.get_event()
+        return items[:MAX_ITEMS]  # the rest was read (and counted) but is never checked
+
+    def mapping(self, start: Any, path: PathKey, depth: int) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, (str, int, float, bool)) and key is not None:
-                key = str(key)
+        first: dict[Any, tuple[int, int]] = {}  # where each key was given
+        while not self.parser.check_event(yaml.MappingEndEvent):
+            key_mark = self.parser.peek_event().start_mark
+            with self.muffled():
+                key = _hashable(self.value(path, depth + 1))
             child = (*path, str(key))
-            loaded.key_marks[child] = _pos(key_node)
-            result[key] = _build(value_node, child, loaded, loader)
+            if key in first:  # reported, and the first value kept: the one a reviewer reads first
+                self.report(key_mark, child, _twice(first[key], _pos(key_mark)))
+                with self.muffled():
+                    self.value(child, depth + 1)
+                continue
+            first[key] = _pos(key_mark)
+            if len(first) == MAX_ITEMS + 1:
+                self.report(start.start_mark, path, f"more than {MAX_ITEMS:,} keys in one mapping")
+            if len(first) > MAX_ITEMS:
+                with self.muffled():
+                    self.value(child, depth + 1)
+                continue
+            if not self.muted:
+                self.loc.key_marks[child] = first[key]
+            result[key] = self.value(child, depth + 1)
+        self.parser.get_event()
         return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*path, i), loaded, loader) for i, item in enumerate(node.value)]
-    try:
-        return loader.construct_object(node, deep=True)
-    except ValueError as exc:  # e.g. `date: 2020-13-45`: name the line, not just the reason
-        raise yaml.MarkedYAMLError(problem=f"invalid value {node.value!r}: {exc}",
-                                   problem_mark=node.start_mark) from None
+
+    @contextmanager
+    def muffled(self) -> Iterator[None]:
+        self.muted += 1
+        try:
+            yield
+        finally:
+            self.muted -= 1
 
 
-def load_yaml(text: str, file: str) -> Located | Problem:
-    """Parse one YAML document; a syntax error comes back as a Problem, never raised."""
+def _twice(first: tuple[int, int], second: tuple[int, int]) -> str:
+    if first[0] == second[0]:
+        return f"given twice, on line {first[0]} (columns {first[1]} and {second[1]})"
+    return f"given twice, at lines {first[0]} and {second[0]}"
+
+
+def _hashable(key: Any) -> Any:
+    # A key may itself be a list or mapping (`? [a, b]`); it can only be wrong
+    # in an issue file, so keep it as text for the message that says so.
+    return key if isinstance(key, (str, int, float, bool)) or key is None else str(key)
+
+
+def _short(value: str, limit: int = 60) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
+def load_yaml(text: str, file: str) -> Located:
+    """Read one YAML document; every problem comes back in `problems`, none is raised."""
     loaded = Located(file=file, data=None)
-    loader = yaml.constructor.SafeConstructor()
+    if len(text) > MAX_FILE_BYTES:
+        return _stopped(loaded, Problem(file, 1, 1, "", _TOO_BIG))
+    reader = _Reader(text, loaded)
     try:
-        node = yaml.compose(text, Loader=_Composer)
-        if node is not None:
-            _resolve_merge_keys(node, loader)
-            loaded.data = _build(node, (), loaded, loader)
+        loaded.data = reader.document()
+    except _Stop as stop:
+        return _stopped(loaded, stop.problem)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        reason = exc.problem or "invalid YAML"
-        if "\t" in text and "tab" in reason.lower() or "found character '\\t'" in str(exc):
-            reason = "tabs are not allowed in YAML indentation; use spaces"
-        return Problem(file, line, col, "", f"YAML syntax error: {reason}")
-    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
-        return Problem(file, 1, 1, "", f"YAML error: {exc}")
+        return _stopped(loaded, _syntax_problem(exc, text, file))
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, such as U+0007
+        line, col = _line_col(text, exc.position)
+        what = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        return _stopped(loaded, Problem(file, line, col, "", f"contains {what}, a control character or "
+                                        "non-character YAML does not allow"))
+    except yaml.YAMLError as exc:
+        return _stopped(loaded, Problem(file, 1, 1, "", f"YAML error: {exc}"))
+    finally:
+        reader.parser.dispose()
     return loaded
 
 
-def _resolve_merge_keys(node: yaml.Node, loader: yaml.constructor.SafeConstructor) -> None:
-    # `<<:` merges are a YAML feature authors use for repeated blocks; let
-    # PyYAML flatten them before we walk the graph.
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
-        for _, value in node.value:
-            _resolve_merge_keys(value, loader)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _resolve_merge_keys(item, loader)
+def _stopped(loaded: Located, problem: Problem) -> Located:
+    loaded.problems.append(problem)
+    loaded.complete = False
+    return loaded
 
 
-def read_source(path: Path, shown: str) -> Located | Problem:
-    """Read an issue file: missing, binary or non-UTF-8 input is a Problem."""
+def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, file: str) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    line, col = _pos(mark) if mark else (1, 1)
+    reason = exc.problem or "invalid YAML"
+    if "found character '\\t'" in str(exc) or ("\t" in text and "tab" in reason.lower()):
+        reason = "tabs are not allowed in YAML indentation; use spaces"
+    return Problem(file, line, col, "", f"YAML syntax error: {reason}")
+
+
+def _line_col(text: str, position: int) -> tuple[int, int]:
+    # libyaml counts bytes of the UTF-8 text, PyYAML's own reader characters.
+    before = text.encode("utf-8")[:position].decode("utf-8", "ignore") if _Parser is not yaml.SafeLoader \
+        else text[:position]
+    position = len(before)
+    return before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
+
+
+_TOO_BIG = (f"the file is over {MAX_FILE_BYTES // 1024 // 1024} MB, the most an issue file may be "
+            "(the reference issue is 25 KB)")
+
+
+def read_source(path: Path, shown: str) -> Located:
+    """Read an issue file: missing, oversized, binary or non-UTF-8 input is a problem, never raised."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)  # bounded: the path may name a huge file or a device
     except OSError as exc:
-        return Problem(shown, 1, 1, "", f"cannot read file: {exc.strerror or exc}")
+        return _stopped(Located(shown, None), Problem(shown, 1, 1, "", f"cannot read file: {exc.strerror or exc}"))
+    if len(raw) > MAX_FILE_BYTES:
+        return _stopped(Located(shown, None), Problem(shown, 1, 1, "", _TOO_BIG))
     if b"\x00" in raw:
-        return Problem(shown, 1, 1, "", "not a text file (binary data)")
+        return _stopped(Located(shown, None), Problem(shown, 1, 1, "", "not a text file (binary data)"))
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        return Problem(shown, line, 1, "", "not valid UTF-8 text")
+        return _stopped(Located(shown, None), Problem(shown, line, 1, "", "not valid UTF-8 text"))
     return load_yaml(text, shown)

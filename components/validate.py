@@ -13,13 +13,12 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import ComponentError, IssueInvalid, Problem
 from .fields import Image, is_remote, strings_in
+from .images import FORMATS, inspect
 from .merge import MergeSyntaxError, fields_in
 from .model import Block, Issue, IssueFields
 from .registry import Component, components
-from .source import Located, PathKey, read_source
+from .source import Located, PathKey, read_source, shown_path
 from .theme import theme_names
-
-MAX_NODES = 50_000  # an alias bomb must not eat the machine
 
 
 def load_issue(path: Path | str) -> Issue:
@@ -27,19 +26,20 @@ def load_issue(path: Path | str) -> Issue:
     path = Path(path)
     shown = str(path)
     located = read_source(path, shown)
-    if isinstance(located, Problem):
-        raise IssueInvalid([located])
-    problems: list[Problem] = []
-    issue = _validate(located, path, problems)
+    if not located.complete:
+        raise IssueInvalid(located.problems)
+    found: list[Problem] = []
+    issue = _validate(located, path, found)
+    # What the reader refused (an alias, a bad value) was read as null: the
+    # validator's complaint at that same place would only repeat it.
+    taken = {(p.line, p.col) for p in located.problems}
+    problems = located.problems + [p for p in found if (p.line, p.col) not in taken]
     if problems or issue is None:
         raise IssueInvalid(problems or [Problem(shown, 1, 1, "", "invalid issue")])
     return issue
 
 
 def _validate(loc: Located, path: Path, problems: list[Problem]) -> Issue | None:
-    if len(loc.marks) > MAX_NODES:
-        problems.append(Problem(loc.file, 1, 1, "", f"file too large (over {MAX_NODES} YAML nodes)"))
-        return None
     if loc.data is None:
         problems.append(Problem(loc.file, 1, 1, "", "the file is empty; an issue needs a subject and blocks"))
         return None
@@ -128,6 +128,9 @@ class _Walker:
                 continue
             found = resolve_asset(self.path, image.src)
             if isinstance(found, Path):
+                checked = inspect(found, image.src)
+                found = found if not isinstance(checked, str) else checked
+            if isinstance(found, Path):
                 self.assets[image.src] = found
             else:
                 where = ".".join([shown, *sub]) if sub else shown
@@ -182,8 +185,7 @@ def _control_characters(value: Any, path: PathKey, loc: Located) -> list[Problem
     if isinstance(value, str):
         bad = _CONTROL.search(value)
         if bad:
-            shown = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
-            return [loc.problem(path, shown, f"contains the control character U+{ord(bad.group()):04X}")]
+            return [loc.problem(path, shown_path(path), f"contains the control character U+{ord(bad.group()):04X}")]
         return []
     if isinstance(value, dict):
         return [p for k, v in value.items() for p in _control_characters(v, (*path, str(k)), loc)]
@@ -192,7 +194,7 @@ def _control_characters(value: Any, path: PathKey, loc: Located) -> list[Problem
     return []
 
 
-IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+IMAGE_TYPES = tuple(FORMATS)
 
 
 def _check_merge(text: str, key: PathKey, shown: str, loc: Located, problems: list[Problem]) -> None:
