@@ -8,12 +8,18 @@ import click
 
 def policy_of(settings: Any) -> Any:
     from mailer import Policy
-    return Policy(soft_limit=settings.soft_bounce_limit, soft_days=settings.soft_bounce_days)
+    return Policy(soft_limit=settings.soft_bounce_limit, soft_days=settings.soft_bounce_days,
+                  soft_sends=settings.soft_bounce_sends)
 
 
 def say_batch(applied: Any) -> None:
-    """One line per address suppressed and per unreadable message, as they happen."""
+    """One line per address suppressed and per message kept unapplied, as they happen."""
     for address in applied.suppressed:
         click.echo(f"suppressed {address}", err=True)
     for error in applied.errors:
         click.echo(f"unreadable message kept: {error}", err=True)
+
+
+def say_wait(error: Exception, seconds: float) -> None:
+    """The database failed a batch: it stays in the queue, and the poller tries again."""
+    click.echo(f"database unavailable ({error}); the batch stays in the queue, retrying in {seconds:g} s", err=True)
