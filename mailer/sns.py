@@ -159,7 +159,11 @@ class SnsVerifier:
         signature = _decode_signature(data["Signature"])
         key = self._public_key(data["SigningCertURL"])
         try:
-            key.verify(signature, string_to_sign(data), padding.PKCS1v15(), algorithm())
+            signed = string_to_sign(data)
+        except UnicodeEncodeError:  # a lone surrogate ("\\ud800" in the JSON): SNS signs UTF-8, never this
+            raise SnsRefused(f"message {data['MessageId']!r} is not Unicode text") from None
+        try:
+            key.verify(signature, signed, padding.PKCS1v15(), algorithm())
         except InvalidSignature:
             raise SnsRefused(f"Signature does not verify for message {data['MessageId']!r}") from None
         return _message(data, timestamp)
@@ -181,11 +185,11 @@ class SnsVerifier:
     def _check_timestamp(self, text: str) -> datetime:
         try:
             timestamp = datetime.fromisoformat(text)  # SNS writes "2012-05-02T00:54:06.655Z"
-        except ValueError:
+            if timestamp.tzinfo is None:
+                raise SnsRefused(f"Timestamp {text!r} has no time zone")
+            timestamp = timestamp.astimezone(UTC)
+        except (ValueError, OverflowError):  # "9999-12-31T23:00:00-05:00" is past datetime's end in UTC
             raise SnsRefused(f"Timestamp {text!r} is not an ISO 8601 time") from None
-        if timestamp.tzinfo is None:
-            raise SnsRefused(f"Timestamp {text!r} has no time zone")
-        timestamp = timestamp.astimezone(UTC)
         now = self.clock()
         if now - timestamp > self.max_age:
             raise SnsRefused(f"Timestamp {text} is older than {self.max_age} (a replay?)")

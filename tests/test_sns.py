@@ -499,11 +499,23 @@ def test_message_from_the_future_is_refused(keys: Keys, web: FakeWeb) -> None:
 
 @pytest.mark.parametrize(("timestamp", "match"), [("yesterday", "not an ISO 8601 time"), ("", "not an ISO 8601"),
                                                   ("2026-11-20T11:59:30", "has no time zone"),
-                                                  ("2026-11-20", "has no time zone")])
+                                                  ("2026-11-20", "has no time zone"),
+                                                  # past datetime's end once in UTC: OverflowError, was a 500
+                                                  ("9999-12-31T23:59:59-05:00", "not an ISO 8601"),
+                                                  ("0001-01-01T00:00:00+01:00", "not an ISO 8601")])
 def test_unparseable_timestamp_is_refused(keys: Keys, web: FakeWeb, timestamp: str, match: str) -> None:
     body = encode(sign(notification(Timestamp=timestamp), keys.key))
     refused(lambda: verifier(web).verify(body), match)
     assert web.fetched == []
+
+
+def test_a_message_that_is_not_unicode_is_refused_not_a_crash(keys: Keys, web: FakeWeb) -> None:
+    # "\ud800" in the envelope's JSON is a lone surrogate in Message: SNS signs UTF-8 and cannot have
+    # produced it, and the string to sign cannot even be encoded (it raised UnicodeEncodeError: a 500).
+    good = sign(notification(), keys.key)
+    body = encode({**good, "Message": "bounce \ud800"})
+    assert b"\\ud800" in body
+    refused(lambda: verifier(web).verify(body), "not Unicode text")
 
 
 # -- confirm_subscription ---------------------------------------------------------------------------------
