@@ -22,7 +22,7 @@ def poll(obj: Obj, queue_url: str | None, once: bool) -> None:
     from mailer.sqs import poll as run_poll
 
     from .errors import NewsletterError
-    from .events import policy_of, say_batch
+    from .events import policy_of, say_batch, say_wait
     url = queue_url or obj.settings.sqs_queue_url
     if not url:
         raise NewsletterError("no queue: pass --queue-url or set NEWSLETTER_SQS_QUEUE_URL")
@@ -30,11 +30,13 @@ def poll(obj: Obj, queue_url: str | None, once: bool) -> None:
     if not once:
         click.echo(f"Polling {url} (Ctrl-C to stop)", err=True)
     try:
-        total = run_poll(db, queue, policy_of(obj.settings), once=once, on_batch=say_batch)
+        total = run_poll(db, queue, policy_of(obj.settings), once=once, on_batch=say_batch, on_wait=say_wait)
     except KeyboardInterrupt:
         # Whatever was received and not yet deleted comes back later and is applied once.
         click.echo("Stopped.", err=True)
         return
     click.echo(f"{total.stored} events applied, {total.duplicates} already seen, "
-               f"{total.malformed} unreadable (kept in inbound_errors), "
-               f"{len(total.suppressed)} addresses suppressed.")
+               f"{total.malformed} unreadable or not applied (kept in inbound_errors), "
+               f"{len(total.suppressed)} addresses suppressed, {total.settled} unknown deliveries settled as sent."
+               + (f" Waited {total.waits} times for the database; those batches stay in the queue for redelivery."
+                  if total.waits else ""))

@@ -16,6 +16,7 @@ import pytest
 
 from tests import ses_peer
 from tests.ses_peer import ISSUE, MotoServer, aws_env, cli_env, ledger, newsletter, write_subscribers
+from tests.test_events import HOSTILE, REFUSED, bounce, refuse_events_for
 
 moto, ses = ses_peer.moto, ses_peer.ses
 
@@ -181,3 +182,143 @@ def test_poll_runs_until_ctrl_c_applying_events_as_they_come(wired: dict[str, An
         process.kill()
     assert process.returncode == 0 and "Stopped." in err and "Traceback" not in err
     assert f"suppressed {who}" in err
+
+
+# --- any payload, and a busy database (issue 11) ----------------------------------------------------
+
+
+LONG_SECRET = "Jq7vN2xKc9LmR4tWz8BpH3yFd6GsA1eU5oTiXkQ0"  # `poll` needs none, but refuses a weak one that is set
+
+
+def _queue(ses: MotoServer, name: str, **attributes: str) -> tuple[Any, Any, str, str]:
+    """An SNS topic delivering in the real envelope to a new SQS queue: (sns, sqs, topic, queue url)."""
+    sns, sqs = ses.client("sns"), ses.client("sqs")
+    topic = sns.create_topic(Name=name)["TopicArn"]
+    queue = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    return sns, sqs, topic, queue
+
+
+def _depth(sqs: Any, queue: str) -> int:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+    return sum(int(v) for v in attributes["Attributes"].values())
+
+
+@pytest.fixture
+def events_db(db_url: str) -> Any:
+    import mailer
+    import subscribers as subs
+    database = subs.open_database(db_url, extra_migrations=(mailer.MIGRATIONS,))
+    subs.create_list(database, "news")
+    for who in ("good@example.org", "jane@example.com", REFUSED):
+        subs.add_subscriber(database, who, "news")
+    yield database
+    database.dispose()
+
+
+def test_a_hostile_queue_is_drained_applying_the_valid_bounce(ses: MotoServer, events_db: Any, db_url: str,
+                                                              tmp_path: Path) -> None:
+    from sqlalchemy import func, select
+
+    import subscribers as subs
+    from mailer.schema import events, inbound_errors
+    refuse_events_for(events_db)
+    sns, sqs, topic, queue = _queue(ses, "hostile")
+    # Every payload that crashed `events poll` for good, a message the database refuses, and a valid bounce
+    # (the raw lone surrogate cannot travel: boto3 cannot encode it, and neither could SNS).
+    bad = [body for name, (body, _) in HOSTILE.items() if name != "raw-lone-surrogate"]
+    bad.append(json.dumps(bounce(REFUSED)))
+    for body in bad[:4]:
+        sns.publish(TopicArn=topic, Message=body)
+    sns.publish(TopicArn=topic, Message=json.dumps(bounce("good@example.org")))
+    for body in bad[4:]:
+        sns.publish(TopicArn=topic, Message=body)
+    env = cli_env(db_url, NEWSLETTER_SECRET=LONG_SECRET, **aws_env(ses.url))
+    done = newsletter(["events", "poll", "--once", "--queue-url", queue], env, tmp_path)
+    assert "Traceback" not in done.stderr
+    assert f"1 events applied, 0 already seen, {len(bad)} unreadable or not applied" in done.stdout
+    assert _depth(sqs, queue) == 0  # the whole batch is gone: nothing blocks the queue at the next start
+    assert subs.show(events_db, "good@example.org")["suppressed"]
+    assert not subs.show(events_db, "jane@example.com")["suppressed"]
+    assert not subs.show(events_db, REFUSED)["suppressed"]
+    with events_db.begin() as conn:
+        assert conn.execute(select(events.c.email)).scalars().all() == ["good@example.org"]
+        errors = conn.execute(select(inbound_errors.c.error, inbound_errors.c.source)).all()
+        assert conn.execute(select(func.count()).select_from(inbound_errors)).scalar() == len(bad)
+    assert {source for _, source in errors} == {"sqs"}
+    assert sum("refused by the test trigger" in error for error, _ in errors) == 1
+    again = newsletter(["events", "poll", "--once", "--queue-url", queue], env, tmp_path)
+    assert "0 events applied" in again.stdout  # and a restart finds an empty queue
+
+
+class Flaky:
+    """A Database whose next `failures` transactions fail as a busy or unreachable one does."""
+
+    def __init__(self, db: Any, failures: int):
+        self.db, self.failures = db, failures
+
+    def begin(self, **options: Any) -> Any:
+        from subscribers import DatabaseError
+        if self.failures:
+            self.failures -= 1
+            raise DatabaseError("database error: database is locked")
+        return self.db.begin(**options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)
+
+
+def test_the_poller_waits_out_a_busy_database_and_loses_nothing(ses: MotoServer, events_db: Any) -> None:
+    import subscribers as subs
+    from mailer import Policy
+    from mailer.sqs import SqsQueue, poll
+    sns, sqs, topic, queue = _queue(ses, "busy", VisibilityTimeout="0")  # redelivered at once
+    sns.publish(TopicArn=topic, Message=json.dumps(bounce("good@example.org")))
+
+    class Watched(SqsQueue):
+        deleted: list[int] = []
+
+        def delete(self, messages: list[Any]) -> None:
+            self.deleted.append(len(messages))
+            super().delete(messages)
+    waits: list[tuple[str, float]] = []
+    sleeps: list[float] = []
+    total = poll(Flaky(events_db, 3), Watched(queue), Policy(), once=True,  # type: ignore[arg-type]
+                 on_wait=lambda error, seconds: waits.append((str(error), seconds)), sleep=sleeps.append)
+    assert sleeps == [1.0, 2.0, 4.0]  # backing off, never deleting the batch it could not apply
+    assert [w for _, w in waits] == sleeps and all("locked" in e for e, _ in waits)
+    assert Watched.deleted == [1]  # deleted once, after it was applied
+    assert (total.stored, total.waits, total.suppressed) == (1, 3, ["good@example.org"])
+    assert subs.show(events_db, "good@example.org")["suppressed"]
+    assert _depth(sqs, queue) == 0
+
+
+def test_events_poll_says_it_waits_for_the_database(ses: MotoServer, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    import mailer.sqs
+    from newsletter.cli import main
+    from subscribers import DatabaseError
+    sns, sqs, topic, queue = _queue(ses, "cli-busy", VisibilityTimeout="0")
+    sns.publish(TopicArn=topic, Message=json.dumps(bounce("good@example.org")))
+    real, calls = mailer.sqs.take, []
+
+    def busy_once(*args: Any, **kwargs: Any) -> Any:  # the fault, at the poller's boundary with the database
+        calls.append(1)
+        if len(calls) == 1:
+            raise DatabaseError("database error: database is locked")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(mailer.sqs, "take", busy_once)
+    for name, value in cli_env(f"sqlite:///{tmp_path / 'news.db'}", NEWSLETTER_SECRET=LONG_SECRET).items():
+        if name.startswith("NEWSLETTER_"):
+            monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["events", "poll", "--once", "--queue-url", queue])
+    assert result.exit_code == 0, result.output
+    assert "database unavailable (database error: database is locked)" in result.stderr
+    assert "retrying in 1 s" in result.stderr
+    assert "1 events applied" in result.stdout and "Waited 1 times for the database" in result.stdout
+    assert len(calls) == 2 and _depth(sqs, queue) == 0

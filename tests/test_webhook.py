@@ -34,10 +34,11 @@ from tests.test_sns import (
     verifier,
     web,
 )
+from tests.test_web import _plug, now_sns, post_sns, server
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ses"
 BOUNCE = (FIXTURES / "event-bounce.json").read_text("utf-8")  # Permanent, recipient@example.com
-__all__ = ["keys", "web"]  # fixtures, used by name
+__all__ = ["keys", "server", "web"]  # fixtures, used by name
 
 
 @pytest.fixture
@@ -130,3 +131,81 @@ def test_an_unsubscribe_confirmation_is_never_followed(ledger: Any, keys: Keys, 
     outcome = post(ledger, web, sign(confirmation("UnsubscribeConfirmation"), keys.key), "UnsubscribeConfirmation")
     assert outcome.kind == "ignored" and SUBSCRIBE_URL not in web.fetched
     assert json.loads(BOUNCE)["bounce"]["bounceType"] == "Permanent"  # the fixture the other tests rely on
+
+
+# --- any payload (issue 11): a verified notification never raises, whatever its Message holds -----------
+
+
+def test_every_hostile_payload_is_kept_and_answered_while_the_valid_bounce_applies(ledger: Any, keys: Keys,
+                                                                                   web: FakeWeb) -> None:
+    from tests.test_events import HOSTILE, REFUSED, bounce, refuse_events_for
+    refuse_events_for(ledger)
+    subs.add_subscriber(ledger, REFUSED, "news")
+    bad = {name: body for name, (body, _) in HOSTILE.items() if name != "raw-lone-surrogate"}
+    bad["refused by the database"] = json.dumps(bounce(REFUSED))
+    for n, (name, body) in enumerate(bad.items()):
+        outcome = post(ledger, web, sign(notification(Message=body, MessageId=f"sns-{n}"), keys.key))
+        assert outcome.kind == "notification", name
+        assert (outcome.applied.stored, outcome.applied.malformed) == (0, 1), name
+    good = post(ledger, web, sign(notification(Message=BOUNCE, MessageId="sns-good"), keys.key))
+    assert good.applied.suppressed == ["recipient@example.com"]
+    assert counts(ledger) == (1, 1, len(bad))
+    assert not subs.show(ledger, REFUSED)["suppressed"]
+
+
+def test_a_lone_surrogate_in_the_envelope_is_refused_not_a_crash(ledger: Any, keys: Keys, web: FakeWeb) -> None:
+    body = {**sign(notification(), keys.key), "Message": json.loads('"\\ud800"')}
+    with pytest.raises(SnsRefused, match="not Unicode"):
+        handle_sns(ledger, verifier(web), encode(body), "Notification", Policy())
+    assert counts(ledger) == (0, 0, 0)
+
+
+def test_a_payload_without_timestamps_is_dated_by_the_verified_envelope(ledger: Any, keys: Keys,
+                                                                       web: FakeWeb) -> None:
+    bounce = json.loads(BOUNCE)
+    del bounce["bounce"]["timestamp"], bounce["mail"]["timestamp"]
+    when = NOW - timedelta(seconds=30)
+    outcome = post(ledger, web, sign(notification(Message=json.dumps(bounce) + "\n", Timestamp=sns_time(when)),
+                                     keys.key))
+    assert (outcome.applied.stored, outcome.applied.malformed) == (1, 0)
+    with ledger.begin() as conn:
+        assert subs.as_utc(conn.execute(select(events.c.occurred_at)).scalar_one()) == when
+    assert subs.show(ledger, "recipient@example.com")["suppressed"]
+
+
+def test_the_validated_topic_notice_is_ignored_quietly(ledger: Any, keys: Keys, web: FakeWeb) -> None:
+    notice = json.loads((FIXTURES / "seen-sns-validated-notice.json").read_text("utf-8"))["Message"]
+    outcome = post(ledger, web, sign(notification(Message=notice), keys.key))
+    assert outcome.kind == "notification"
+    assert (outcome.applied.stored, outcome.applied.malformed, outcome.applied.errors) == (0, 0, [])
+    assert counts(ledger) == (0, 0, 0)
+
+
+@pytest.fixture
+def site(db_url: str, server: Any, web: FakeWeb) -> Any:
+    """The app of `newsletter serve` on a real loopback HTTP server (tests/test_web.py's), on both databases."""
+    database = subs.open_database(db_url, extra_migrations=(mailer.MIGRATIONS,))
+    subs.create_list(database, "news")
+    subs.add_subscriber(database, "recipient@example.com", "news")
+    switch, port = server
+    yield _plug(switch, port, database, db_url, web)
+    switch.app = None
+    database.dispose()
+
+
+def test_over_http_every_hostile_payload_is_answered_200(site: Any, keys: Keys) -> None:
+    from tests.test_events import HOSTILE
+    for n, (name, (body, _)) in enumerate(HOSTILE.items()):
+        if name == "raw-lone-surrogate":
+            continue  # cannot be signed (see the test below)
+        signed = sign(notification(Message=body, MessageId=f"sns-{n}", Timestamp=now_sns()), keys.key)
+        answer = post_sns(site, signed)
+        assert (answer.status, answer.text) == (200, "notification"), name
+    good = post_sns(site, sign(notification(Message=BOUNCE, MessageId="sns-good", Timestamp=now_sns()), keys.key))
+    assert (good.status, good.text) == (200, "notification")
+    assert subs.show(site.db, "recipient@example.com")["suppressed"]
+    surrogate = post_sns(site, {**sign(notification(Timestamp=now_sns()), keys.key),
+                                "Message": json.loads('"\\ud800"')})
+    assert surrogate.status == 403 and "Unicode" in surrogate.text
+    assert site.switch.raised == []
+    assert counts(site.db) == (1, 1, len(HOSTILE) - 1)
