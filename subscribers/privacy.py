@@ -1,6 +1,7 @@
-"""What we hold about one person (GDPR access) and erasing it (GDPR erasure)."""
+"""What we hold about one person (GDPR access) and erasing it (GDPR erasure); what a shown URL hides."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import select
@@ -9,7 +10,7 @@ from .addresses import display_address, normalise
 from .db import Database, iso
 from .errors import SubscriberNotFound
 from .people import find
-from .schema import lists, memberships, subscribers
+from .schema import lists, memberships, signup_attempts, subscribers
 from .suppression import suppress, suppression_of
 
 
@@ -43,12 +44,37 @@ def _membership(row: Any) -> dict[str, Any]:
 
 
 def forget(db: Database, email: str) -> None:
-    """Erase name, fields and every membership; keep only a hash, so the address is never mailed again."""
+    """Erase name, fields, every membership and sign-up attempt; keep only a hash, so the address is
+    never mailed again (the mailer's tables are erased by mailer.history.forget_events)."""
     address = normalise(email, held=True)
     with db.begin() as conn:
         person = find(conn, address)
         suppress(conn, address, "forgotten at the subscriber's request", "admin", keep_address=False)
+        conn.execute(signup_attempts.delete().where(signup_attempts.c.bucket == "address",
+                                                    signup_attempts.c.key_hash == address.hash))
         if person is None:
             return
         conn.execute(memberships.delete().where(memberships.c.subscriber_id == person.id))
         conn.execute(subscribers.delete().where(subscribers.c.id == person.id))
+
+
+# scheme://user:password@host...: the password is everything up to the LAST @ before the path,
+# since a password may itself hold an @ or a colon (SQLAlchemy reads it the same way).
+_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*:)(.*)@([^@/?#]*)(?=[/?#]|$)", re.S)
+# libpq also takes it in the query: ?password=... (and sslpassword for a client key).
+_QUERY_PASSWORD = re.compile(r"([?&](?:ssl)?password=)[^&#]*", re.I)
+
+
+def masked_url(url: str) -> str:
+    """A database URL as it may be shown anywhere (messages, logs): the password replaced by ***.
+
+    SQLAlchemy's own rendering when it parses; otherwise (a URL SQLAlchemy refuses) by pattern,
+    so that a typo in a URL never prints the password beside it.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError, TypeError):
+        shown = _PASSWORD.sub(r"\1***@\3", url)
+    return _QUERY_PASSWORD.sub(r"\1***", shown)
