@@ -38,6 +38,8 @@ MAX_DEPTH = 40  # nesting levels; a section's image is about 8 deep, and our own
 MAX_NUMBER = 100  # characters in a number: a 100,000-digit integer costs seconds to convert
 MAX_PROBLEMS = 200  # reported by the reader; a generated hostile file could otherwise list 50,000
 
+_TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep; an issue is far flatter"
+
 # Tags with a plain meaning; anything else (!!python/object, !!binary, custom tags) is refused.
 _SCALAR_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float", "str", "timestamp")}
 _PLAIN_AS_STRING = {"tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"}  # `<<` and `=` are just text here
@@ -67,6 +69,7 @@ class Located:
     key_marks: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     complete: bool = True
+    unread: set[str] = field(default_factory=set)  # shown paths whose value was refused and read as null
 
     def where(self, path: PathKey) -> tuple[int, int]:
         """Line and column of the nearest known node at or above `path`."""
@@ -113,6 +116,10 @@ class _Reader:
             self.loc.problems.append(Problem(self.loc.file, *_pos(mark), "",
                                              f"more than {MAX_PROBLEMS} problems; fix these first"))
 
+    def unread(self, path: PathKey) -> None:
+        if not self.muted:
+            self.loc.unread.add(shown_path(path))
+
     def stop(self, mark: Any, path: PathKey, message: str) -> None:
         raise _Stop(Problem(self.loc.file, *_pos(mark), shown_path(path), message))
 
@@ -139,14 +146,14 @@ class _Reader:
         if isinstance(event, yaml.AliasEvent):
             self.report(event.start_mark, path, f"alias *{event.anchor}: anchors and aliases (&name, *name) "
                                                 "are not allowed in issue files; write the value out")
-            return None
+            return self.unread(path)
         if event.anchor is not None:
             self.report(event.start_mark, path, f"anchor &{event.anchor}: anchors and aliases (&name, *name) "
                                                 "are not allowed in issue files; write the value out")
         if isinstance(event, yaml.ScalarEvent):
             return self.scalar(event, path)
         if depth >= MAX_DEPTH:
-            self.stop(event.start_mark, (), f"nested more than {MAX_DEPTH} levels deep; an issue is far flatter")
+            self.stop(event.start_mark, (), _TOO_DEEP)
         kind = yaml.SequenceNode if isinstance(event, yaml.SequenceStartEvent) else yaml.MappingNode
         self.tag(event, kind, _SEQ_TAG if kind is yaml.SequenceNode else _MAP_TAG, path)
         if kind is yaml.SequenceNode:
@@ -184,7 +191,7 @@ class _Reader:
         except (ValueError, OverflowError, TypeError, yaml.YAMLError) as exc:
             # e.g. `date: 2020-13-45`: name the line, not just the reason
             self.report(event.start_mark, path, f"invalid value {_short(event.value)}: {exc}")
-            return None
+            return self.unread(path)
 
     def sequence(self, start: Any, path: PathKey, depth: int) -> list[Any]:
         items: list[Any] = []
@@ -283,6 +290,8 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, file: str) -> Problem:
     reason = exc.problem or "invalid YAML"
     if "found character '\\t'" in str(exc) or ("\t" in text and "tab" in reason.lower()):
         reason = "tabs are not allowed in YAML indentation; use spaces"
+    if "maximum nesting depth" in reason:  # libyaml's own limit, met while scanning ahead of us
+        return Problem(file, line, col, "", _TOO_DEEP)
     return Problem(file, line, col, "", f"YAML syntax error: {reason}")
 
 

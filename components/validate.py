@@ -33,7 +33,7 @@ def load_issue(path: Path | str) -> Issue:
     # What the reader refused (an alias, a bad value) was read as null: the
     # validator's complaint at that same place would only repeat it.
     taken = {(p.line, p.col) for p in located.problems}
-    problems = located.problems + [p for p in found if (p.line, p.col) not in taken]
+    problems = located.problems + [p for p in found if (p.line, p.col) not in taken and p.path not in located.unread]
     if problems or issue is None:
         raise IssueInvalid(problems or [Problem(shown, 1, 1, "", "invalid issue")])
     return issue
