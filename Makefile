@@ -15,9 +15,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The demo uses its own database and outbox, and a throwaway signing key.
+# The demo uses its own database and outbox, and a signing key that is public (it is printed here):
+# never use it for real lists; make one with python3 -c 'import secrets; print(secrets.token_urlsafe(32))'.
+DEMO_SECRET := make-demo-key-published-in-the-Makefile-8Kq2vX7pLr4T
 DEMO_ENV := NEWSLETTER_DATABASE_URL=sqlite:///demo.db NEWSLETTER_TRANSPORT=file NEWSLETTER_OUTBOX=outbox \
-	NEWSLETTER_FROM="LVRN News <news@lancsvrn.example>" NEWSLETTER_SECRET=demo-only-not-a-secret
+	NEWSLETTER_FROM="LVRN News <news@lancsvrn.example>" NEWSLETTER_SECRET=$(DEMO_SECRET)
 
 demo: $(STAMP)
 	rm -rf demo.db demo.db-wal demo.db-shm outbox
@@ -32,7 +34,7 @@ demo: $(STAMP)
 	@echo "The web version:      dist/2020-12/index.html"
 	@echo "The messages sent:    outbox/2020-12_demo/*.eml (one per subscriber)"
 	@echo "Their links work with the web service running (unsubscribe, archive):"
-	@echo "  NEWSLETTER_DATABASE_URL=sqlite:///demo.db NEWSLETTER_SECRET=demo-only-not-a-secret .venv/bin/newsletter serve"
+	@echo "  NEWSLETTER_DATABASE_URL=sqlite:///demo.db NEWSLETTER_SECRET=$(DEMO_SECRET) .venv/bin/newsletter serve"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -6,7 +6,9 @@ environment anywhere else. Secrets come only from the environment.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -45,6 +47,15 @@ class Settings:
     organisation: str | None = None
     postal_address: str | None = None
     reason: str | None = None
+    # Proxies whose X-Forwarded-For / Forwarded name the client (IPs or CIDRs). Empty: the socket
+    # peer is the client, so nobody can pick the address the sign-up limits count against.
+    trusted_proxies: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        # A frozen Settings may end up in a log or a traceback: never the database password.
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "secret"}
+        shown["database_url"] = masked_url(self.database_url)
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     def with_overrides(self, **values: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
@@ -72,9 +83,23 @@ ENV = {
     "NEWSLETTER_ORGANISATION": "organisation",
     "NEWSLETTER_POSTAL_ADDRESS": "postal_address",
     "NEWSLETTER_REASON": "reason",
+    "NEWSLETTER_TRUSTED_PROXIES": "trusted_proxies",
 }
 TRANSPORTS = ("ses", "file", "smtp")
 COUNTS = ("soft_bounce_limit", "soft_bounce_days", "soft_bounce_sends")  # whole numbers, at least 1
+LISTS = ("sns_topic_arns", "check_clients", "trusted_proxies")  # a TOML list or a comma-separated string
+
+# NEWSLETTER_SECRET signs every unsubscribe and confirmation link: whoever guesses it forges them
+# (a dictionary secret fell to one link in 0.03 s). 32 characters of token_urlsafe are 192 bits.
+MIN_SECRET = 32
+MAKE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+# Values copied from documentation, samples and demos, compared in lower case.
+PLACEHOLDERS = frozenset({
+    "changeme", "change-me", "change_me", "secret", "mysecret", "my-secret", "password", "passw0rd",
+    "demo-only-not-a-secret", "not-a-secret", "notasecret", "replace-me", "replaceme", "example", "test",
+    "your-secret-here", "your-secret-key", "secret-key", "secretkey", "s3cr3t", "xxx", "todo",
+    "a-long-random-string", "put-a-long-random-string-here",  # README's and the sample's words for it
+})
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -122,7 +147,7 @@ def _read_file(file: Path, errors: list[str]) -> dict[str, Any]:
 def _convert(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
     out = dict(raw)
     for key, value in raw.items():
-        if key not in ("ses_max_rate", "sns_topic_arns", "check_clients", *COUNTS) and not isinstance(value, str):
+        if key not in ("ses_max_rate", *LISTS, *COUNTS) and not isinstance(value, str):
             errors.append(f"{key}: must be a string, not {value!r}")
             del out[key]
     if "transport" in out and out["transport"] not in TRANSPORTS:
@@ -139,9 +164,15 @@ def _convert(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
     for key in COUNTS:
         if key in out:
             out[key] = _count(key, out[key], errors)
-    for key in ("sns_topic_arns", "check_clients"):
+    for key in LISTS:
         if key in out:
             out[key] = _names(key, out[key], errors)
+    if "trusted_proxies" in out:
+        out["trusted_proxies"] = _networks(out["trusted_proxies"], errors)
+    if out.get("secret"):
+        problem = secret_problem(out["secret"])
+        if problem:
+            errors.append(problem)
     base = out.get("base_url")
     if base is not None and not str(base).startswith(("http://", "https://")):
         errors.append(f"base_url: must start with http:// or https://, not {base!r}")
@@ -168,3 +199,55 @@ def _names(key: str, value: Any, errors: list[str]) -> tuple[str, ...]:
         errors.append(f"{key}: must be a list of strings or a comma-separated string, not {value!r}")
         return ()
     return tuple(a.strip() for a in items if a.strip())
+
+
+def _networks(names: tuple[str, ...], errors: list[str]) -> tuple[str, ...]:
+    """Each an IP address or a CIDR network (192.0.2.0/24, 2001:db8::/32), written back canonical."""
+    out = []
+    for name in names:
+        try:
+            out.append(str(ipaddress.ip_network(name, strict=False)))
+        except ValueError:
+            errors.append(f"trusted_proxies: {name!r} is not an IP address or network (like 10.0.0.0/8)")
+    return tuple(out)
+
+
+def secret_problem(secret: str | None) -> str | None:
+    """Why this NEWSLETTER_SECRET must not sign links (None when it may). Never quotes the secret."""
+    if not secret:
+        return None  # missing: the commands that need one say so (newsletter.sending.require)
+    how = f"make one with: {MAKE_SECRET}"
+    if len(secret) < MIN_SECRET:
+        return (f"NEWSLETTER_SECRET is too short ({len(secret)} characters; at least {MIN_SECRET}): "
+                f"anyone who guesses it can forge unsubscribe and confirmation links; {how}")
+    if _placeholder(secret):
+        return f"NEWSLETTER_SECRET is a well-known placeholder, not a secret; {how}"
+    if len(set(secret)) < 8:
+        return f"NEWSLETTER_SECRET repeats too few characters ({len(set(secret))} different) to be secret; {how}"
+    return None
+
+
+def _placeholder(secret: str) -> bool:
+    """A known placeholder, alone or repeated to pass the length (changemechangeme...)."""
+    folded = secret.strip().lower()
+    for word in PLACEHOLDERS:
+        if not folded.replace(word, "").strip(" -_.:0123456789"):
+            return True
+    return False
+
+
+def masked_url(url: str) -> str:
+    """A database URL as it may be shown: its password replaced by ***."""
+    from subscribers.privacy import masked_url as mask
+    return mask(url)
+
+
+# Any URL with a password in a message (scheme://user:password@...): a defence at the edge,
+# for a message that quotes a URL some library put together.
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@'\"]*:)[^\s/'\"]*@")
+_QUERY_PASSWORD = re.compile(r"([?&](?:ssl)?password=)[^&#\s'\"]*", re.I)
+
+
+def hide_passwords(text: str) -> str:
+    """The text with the password of every URL in it replaced by ***."""
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))

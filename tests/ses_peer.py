@@ -39,7 +39,7 @@ ISSUE = ROOT / "issues" / "2021-01.yaml"
 REGION = "eu-west-2"
 FROM = "News <news@example.org>"
 FROM_DOMAIN = "example.org"
-SECRET = "k"
+SECRET = "test-only-signing-key-of-tests-ses-peer-7Hq3"
 SEND_EMAIL_PATH = "/v2/email/outbound-emails"  # sesv2 SendEmail: POST, REST-JSON
 
 # Variables that would point boto3 elsewhere or at real credentials.

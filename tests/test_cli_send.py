@@ -57,7 +57,7 @@ def env(db_url: str, outbox: Path) -> dict[str, str]:
         "NEWSLETTER_TRANSPORT": "file",
         "NEWSLETTER_OUTBOX": str(outbox),
         "NEWSLETTER_FROM": "News <news@example.org>",
-        "NEWSLETTER_SECRET": "k",
+        "NEWSLETTER_SECRET": "test-only-signing-key-of-test-cli-send-4Rb8",
         "NEWSLETTER_BASE_URL": BASE,
     }
 

@@ -130,7 +130,7 @@ def test_empty_environment_variable_does_not_override(tmp_path: Path) -> None:
     ("NEWSLETTER_OUTBOX", "outbox", "/var/outbox"),
     ("NEWSLETTER_FROM", "from_address", "news@example.org"),
     ("NEWSLETTER_BASE_URL", "base_url", "https://n.example.org"),
-    ("NEWSLETTER_SECRET", "secret", "s3cr3t-value"),
+    ("NEWSLETTER_SECRET", "secret", "Vd8-kP2qLx9wRt4ZbN7cHj3mF6sYa1Ue"),
     ("NEWSLETTER_SES_CONFIGURATION_SET", "ses_configuration_set", "events"),
     ("NEWSLETTER_SQS_QUEUE_URL", "sqs_queue_url", "https://sqs.example/q"),
 ])
@@ -245,11 +245,13 @@ def test_settings_are_frozen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 def test_repr_hides_the_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    s = load_settings(None, {"NEWSLETTER_SECRET": "hunter2-very-secret"})
-    assert s.secret == "hunter2-very-secret"
-    assert "hunter2-very-secret" not in repr(s)
-    assert "hunter2-very-secret" not in str(s)
-    assert "base_url" in repr(s)
+    secret = "hunter2-very-secret-but-long-enough-now"
+    s = load_settings(None, {"NEWSLETTER_SECRET": secret,
+                             "NEWSLETTER_DATABASE_URL": "postgresql+psycopg://news:pg-pass-word@db/news"})
+    assert s.secret == secret
+    for shown in (repr(s), str(s)):
+        assert secret not in shown and "pg-pass-word" not in shown
+    assert "base_url" in repr(s) and "postgresql+psycopg://news:***@db/news" in repr(s)
 
 
 def test_with_overrides_applies_flags_over_everything(tmp_path: Path) -> None:
@@ -274,3 +276,98 @@ def test_the_sample_file_is_valid_with_every_setting_uncommented(tmp_path) -> No
     settings = load_settings(full, {})
     assert settings.smtp_url == "smtp://localhost:25" and settings.ses_max_rate == 14.0
     assert settings.unsubscribe_mailto and settings.sns_topic_arns and settings.from_address
+
+
+# --- the signing secret (issue 12: a one-character secret was accepted; a dictionary one fell in 0.03 s) ---
+
+
+def _makefile_demo_secret() -> str:
+    import re
+
+    from .conftest import ROOT
+    found = re.search(r"(?m)^DEMO_SECRET := (\S+)$", (ROOT / "Makefile").read_text("utf-8"))
+    assert found, "Makefile has no DEMO_SECRET"
+    return found.group(1)
+
+
+@pytest.mark.parametrize("secret", ["k", "s", "hunter2", "x" * 31, "Vd8-kP2qLx9wRt4ZbN7cHj3mF6sYa1U"])
+def test_a_secret_under_32_characters_is_refused_with_how_to_make_one(secret: str, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    message = config_error(None, {"NEWSLETTER_SECRET": secret})
+    assert "NEWSLETTER_SECRET" in message and "at least 32" in message and f"({len(secret)} characters" in message
+    assert "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'" in message
+    assert len(secret) < 4 or secret not in message  # never echoed
+
+
+@pytest.mark.parametrize("secret", [
+    "demo-only-not-a-secret" * 2, "changeme" * 4, "CHANGEME-CHANGEME-CHANGEME-CHANGEME", "secret-" * 5,
+    "your-secret-here-your-secret-here", "password1password2password3password4",
+    "put-a-long-random-string-here" * 2,
+])
+def test_a_known_placeholder_is_refused_however_often_repeated(secret: str, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    message = config_error(None, {"NEWSLETTER_SECRET": secret})
+    assert "placeholder" in message and "token_urlsafe(32)" in message
+    assert secret not in message
+
+
+@pytest.mark.parametrize("secret", ["a" * 40, "ab" * 20, "0123456" * 6])
+def test_a_secret_of_few_different_characters_is_refused(secret: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert "token_urlsafe(32)" in config_error(None, {"NEWSLETTER_SECRET": secret})
+
+
+def test_a_random_secret_and_the_makefile_demo_secret_are_accepted(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import secrets
+    monkeypatch.chdir(tmp_path)
+    for secret in (secrets.token_urlsafe(32), _makefile_demo_secret(), "correct horse battery staple, moored"):
+        assert load_settings(None, {"NEWSLETTER_SECRET": secret}).secret == secret
+
+
+def test_the_secret_problem_is_listed_with_the_others(tmp_path: Path) -> None:
+    message = config_error(toml(tmp_path, 'transport = "pigeon"\n'), {"NEWSLETTER_SECRET": "k"})
+    assert len(message.splitlines()) == 2 and "pigeon" in message and "at least 32" in message
+
+
+# --- trusted proxies --------------------------------------------------------------------------------
+
+
+def test_no_proxy_is_trusted_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(None, {}).trusted_proxies == ()
+
+
+def test_trusted_proxies_from_the_environment_and_the_file(tmp_path: Path) -> None:
+    env = load_settings(None, {"NEWSLETTER_TRUSTED_PROXIES": " 10.0.0.0/8 , 127.0.0.1,2001:db8::/32,192.0.2.7/24"})
+    assert env.trusted_proxies == ("10.0.0.0/8", "127.0.0.1/32", "2001:db8::/32", "192.0.2.0/24")
+    path = toml(tmp_path, 'trusted_proxies = ["172.16.0.0/12", "::1"]\n')
+    assert load_settings(path, {}).trusted_proxies == ("172.16.0.0/12", "::1/128")
+
+
+@pytest.mark.parametrize("value", ["localhost", "10.0.0.0/33", "1.2.3", "proxy.example.org", "10.0.0.1,nope"])
+def test_a_trusted_proxy_that_is_no_address_or_network_is_refused(value: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    message = config_error(None, {"NEWSLETTER_TRUSTED_PROXIES": value})
+    assert "trusted_proxies" in message and "not an IP address or network" in message
+
+
+# --- database URLs are shown with the password masked ------------------------------------------------
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql+psycopg://news:pg-pass-word@db.example:5432/news", "postgresql+psycopg://news:***@db.example:5432/news"),
+    ("postgresql://news:p@ss:w0rd-x@db/news", "postgresql://news:***@db/news"),
+    ("postgresql://news:pg-pass-word@db:notaport/news", "postgresql://news:***@db:notaport/news"),
+    ("postgresql://news@db/news?password=pg-pass-word&sslmode=require",
+     "postgresql://news@db/news?password=***&sslmode=require"),
+    ("sqlite:///newsletter.db", "sqlite:///newsletter.db"),
+])
+def test_masked_url_hides_the_password(url: str, shown: str) -> None:
+    from newsletter.config import hide_passwords, masked_url
+    assert masked_url(url) == shown
+    assert "pg-pass-word" not in hide_passwords(f"could not open {url!r}; also {url}")

@@ -61,7 +61,7 @@ def cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callabl
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     env = {"NEWSLETTER_DATABASE_URL": db_url, "NEWSLETTER_FROM": "News <news@example.org>",
-           "NEWSLETTER_SECRET": "s", "NEWSLETTER_OUTBOX": str(tmp_path / "outbox"),
+           "NEWSLETTER_SECRET": SECRET, "NEWSLETTER_OUTBOX": str(tmp_path / "outbox"),
            "NEWSLETTER_BASE_URL": "https://news.example.org"}
 
     def invoke(*args: str) -> Result:

@@ -54,7 +54,7 @@ def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def cli(db_url: str, tmp_path: Path):
     env = {"NEWSLETTER_DATABASE_URL": db_url, "NEWSLETTER_TRANSPORT": "file",
            "NEWSLETTER_OUTBOX": str(tmp_path / "outbox"), "NEWSLETTER_FROM": "News <news@example.org>",
-           "NEWSLETTER_SECRET": "k", "NEWSLETTER_BASE_URL": "https://news.example.org"}
+           "NEWSLETTER_SECRET": "test-only-signing-key-of-test-report-9Zt2", "NEWSLETTER_BASE_URL": "https://news.example.org"}
 
     def invoke(*args: str) -> Result:
         result = CliRunner().invoke(main, list(args), env=env)
