@@ -33,10 +33,11 @@ def edge(func: F) -> F:
     """Map every domain error to a ClickException (exit 1, message, no traceback)."""
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .config import hide_passwords
         try:
             return func(*args, **kwargs)
         except _domain_errors() as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(hide_passwords(str(exc))) from None
         except OSError as exc:
             raise click.ClickException(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from None
     return wrapper  # type: ignore[return-value]
@@ -149,13 +150,21 @@ def new(slug: str) -> None:
 @edge
 def serve(obj: Obj, host: str, port: int) -> None:
     """Serve unsubscribe, sign-up, the archive and the SNS webhook (design §7)."""
+    import logging
+
     import uvicorn
 
+    from .config import masked_url
     from .web.app import create_app
     app = create_app(obj.settings, db=obj.db)
-    click.echo(f"Serving on http://{host}:{port} (links in emails use {obj.settings.base_url}; Ctrl-C to stop)")
-    # Behind a proxy that terminates HTTPS, trust its X-Forwarded-For only from loopback (uvicorn's default).
-    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True, server_header=False)
+    settings = obj.settings
+    click.echo(f"Serving on http://{host}:{port} (database {masked_url(settings.database_url)}; links in emails "
+               f"use {settings.base_url}; Ctrl-C to stop)")
+    # The app's own warnings (a client gone mid-upload, a sign-up that failed), one line each.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s:  %(name)s: %(message)s")
+    # proxy_headers off: uvicorn would trust X-Forwarded-For from any loopback client; the app reads it
+    # only from NEWSLETTER_TRUSTED_PROXIES (web/clients.py).
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False, server_header=False)
 
 
 from .cli_audience import db, lists, subscribers  # noqa: E402

@@ -110,8 +110,14 @@ def _form(request: Request, mailing_list: Any, *, error: str = "", email: str = 
 
 
 async def subscribe(request: Request) -> Response:
-    """The same answer whether the address was known or not; the confirmation goes by email."""
+    """The same answer, after the same work, whether the address was known or not (signups.py).
+
+    Only the attempt is counted here; the sign-up is stored and its confirmation mailed
+    by the serve process's sign-up thread after this answer has gone.
+    """
     from subscribers import InvalidAddress, allow_attempt, normalise
+
+    from .signups import SignUpRequest
     s = service_of(request)
     mailing_list = await _list_or_404(request)
     if isinstance(mailing_list, Response):
@@ -130,30 +136,13 @@ async def subscribe(request: Request) -> Response:
     except InvalidAddress as exc:  # e.g. not an address, or one SES cannot send to (a non-ASCII local part)
         return _form(request, mailing_list, error=f"{exc} Please enter a whole email address, like name@example.org.",
                      email=email, name=name, status=400)
-    if not await call(allow_attempt, s.db, address, s.client_key(request.client.host if request.client else "")):
+    if not await call(allow_attempt, s.db, address, s.client_key(s.client_ip(request))):
         return s.pages.message("Please try again later", "There have been too many sign-ups from here or for this "
                                "address. Please wait an hour and try again.", status=429)
-    await call(_sign_up, s, address.email, mailing_list.name, name)
+    if not s.signups.submit(SignUpRequest(address.email, mailing_list.name, name)):
+        return s.pages.message("Please try again in a few minutes", "We are taking a great many sign-ups just now. "
+                               "Please try again shortly.", status=503)
     return _thanks(request, mailing_list, address.email)
-
-
-def _sign_up(s: Any, email: str, list_name: str, name: str) -> None:
-    from components import render_confirmation
-    from mailer import send_one
-    from subscribers import NotAllowed, display_address, sign_up
-
-    from ..sending import envelope
-    try:
-        signed = sign_up(s.db, email, list_name, name)
-    except NotAllowed:
-        return  # e.g. the list was removed meanwhile: say nothing more than to anyone else
-    if signed.outcome != "confirm":
-        return
-    member = signed.member
-    url = f"{s.settings.base_url.rstrip('/')}/confirm/{s.tokens.confirm(member.subscriber_id, member.list_id)}"
-    rendered = render_confirmation(list_title=member.list_title, email=display_address(member.email), name=member.name,
-                                   confirm_url=url, theme=s.settings.theme, footer=s.footer)
-    send_one(s.transport(), rendered, envelope(s.settings, member.list_name), member.email, member.name)
 
 
 def _thanks(request: Request, mailing_list: Any, email: str) -> Response:
