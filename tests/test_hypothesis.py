@@ -8,6 +8,7 @@ not do).
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -254,3 +255,153 @@ def test_the_block_strategy_produces_valid_issues_too(issue_file: Path) -> None:
     sample()
     assert seen["valid"] >= 5, seen
     assert seen["invalid"] >= 5, seen
+
+
+# --- (d) hostile YAML text through `newsletter check` and `build` (issue 12) -------------------------
+#
+# The library paths of the two commands (newsletter.check.check_file, newsletter.build.build) may end
+# only in the packages' own errors, which the CLI turns into a message and exit status 1; anything else
+# would be a traceback. Text that looks like a template, a merge field, or the renderer's own markers
+# is valid input and must come out as text or as an error with its place.
+
+MERGE_LOOKING = [
+    "{{ first_name }}", '{{ first_name | default("friend") }}', "{{ fields.team }}", "{{ email }}",
+    "{{ unsubscribe_url }}", "{{", "}}", "{{ }}", "{{ bad name }}", "{{ first_name }", "{ { email } }",
+    "&#123;&#123; 7*7 &#125;&#125;", "&lbrace;&lbrace; email &rbrace;&rbrace;", "&#x7b;&#x7b;email&#x7d;&#x7d;",
+    "%7B%7B email %7D%7D", "{% if x %}y{% endif %}", "${email}", "*|FNAME|*", "{{ first_name | default('}}') }}",
+    "zqmfmzuxe4tthrpw4ylnmu======fmqz", "zqmfabcfmqz", "zqmf", "fmqz", "\x00", "\u2028", "\ufeff", "\u202e",
+    "[x]({{ email }})", "[x]({{ fields.url }})", "![i]({{ name }})", "<a href='{{ name }}'>x</a>",
+]
+MERGEISH = st.sampled_from(MERGE_LOOKING)
+WORDS = st.one_of(MERGEISH, st.text(max_size=12), st.sampled_from(HOSTILE),
+                  st.lists(MERGEISH | st.text(max_size=4), max_size=4).map("".join))
+# Printable text, merge-looking or not: what a real author writes, so the example reaches the renderer.
+PRINTABLE = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=12)
+FAIR_MERGEISH = st.sampled_from([w for w in MERGE_LOOKING if w.isprintable() and w.strip()])
+FAIR_WORDS = st.one_of(FAIR_MERGEISH, PRINTABLE,
+                       st.lists(FAIR_MERGEISH | PRINTABLE, min_size=1, max_size=4).map("".join))
+URLISH = st.sampled_from([
+    "https://example.org/?e={{ email }}", "{{ fields.url }}", "https://{{ fields.host }}/", "{{ email }}",
+    "mailto:{{ email }}", "https://example.org/{{ name }}", "javascript:{{ name }}", "{{ web_url }}",
+    "https://example.org/&#123;&#123;email&#125;&#125;", "https://example.org/", "https://example.org/a?b=c&d",
+]) | PRINTABLE.map(lambda t: "https://example.org/" + t)
+BLOCK_KEYS = st.sampled_from([*NAMES, "subject", "preheader", "blocks", "src", "alt", "url", "label", "title",
+                              "text", "items", "images", "caption", "href", "<<", "? x"]) | st.text(max_size=6)
+
+
+def quoted(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)  # a JSON string is a YAML double-quoted scalar
+
+
+@st.composite
+def yaml_line(draw: st.DrawFn) -> str:
+    """One line of an issue-shaped YAML text: indentation, maybe a list dash, a key, a value, maybe decoration."""
+    indent = "  " * draw(st.integers(0, 4))
+    dash = draw(st.sampled_from(["", "- "]))
+    decor = draw(st.sampled_from(["", "", "", "", "&a ", "*a", "!!str ", "!!python/object:os.system ", "!x "]))
+    value = draw(st.one_of(st.just(""), WORDS.map(quoted), WORDS, URLISH.map(quoted),
+                           st.fixed_dictionaries({"label": WORDS, "url": URLISH}).map(
+                               lambda d: "{" + ", ".join(f"{k}: {quoted(v)}" for k, v in d.items()) + "}")))
+    return f"{indent}{dash}{draw(BLOCK_KEYS)}: {decor}{value}"
+
+
+@st.composite
+def block_line(draw: st.DrawFn) -> str:
+    """A well-formed block line, so that many drawn texts are valid issues and reach the renderer."""
+    kind = draw(st.sampled_from(["text", "heading", "callout", "button"]))
+    if kind == "button":
+        return f"  - button: {{label: {quoted(draw(FAIR_WORDS))}, url: {quoted(draw(mostly(URLISH, WORDS)))}}}"
+    return f"  - {kind}: {quoted(draw(mostly(FAIR_WORDS, WORDS)))}"
+
+
+HOSTILE_TEXT = st.tuples(
+    st.sampled_from(["", "subject: Hi\nblocks:\n", "subject: Hi\nblocks:\n",
+                     'subject: "{{ first_name }}"\npreheader: p\nblocks:\n']),
+    st.lists(block_line() | block_line() | block_line() | yaml_line(), max_size=8),
+).map(lambda parts: parts[0] + "\n".join(parts[1]) + "\n")
+
+
+def plausible_block(draw: st.DrawFn) -> dict[str, Any]:
+    words = mostly(FAIR_WORDS, WORDS)
+    kind = draw(st.sampled_from(["text", "heading", "callout", "button", "image", "quote"]))
+    if kind == "button":
+        return {"button": {"label": draw(words), "url": draw(mostly(URLISH, WORDS))}}
+    if kind == "image":
+        return {"image": {"src": "images/pic.png", "alt": draw(words), "href": draw(mostly(URLISH, WORDS))}}
+    if kind == "quote":
+        return {"quote": {"text": draw(words), "cite": draw(words)}}
+    return {kind: draw(words)}
+
+
+@st.composite
+def plausible_issue(draw: st.DrawFn) -> str:
+    """A mostly valid issue full of merge-looking text, sometimes with a key given twice or an alias added."""
+    doc = {"subject": draw(mostly(FAIR_WORDS, WORDS)), "preheader": draw(mostly(FAIR_WORDS, WORDS)),
+           "blocks": [{"masthead": {"title": "T"}}] + [plausible_block(draw) for _ in range(draw(st.integers(1, 4)))]}
+    text = yaml.safe_dump(doc, allow_unicode=True)
+    return text + draw(st.sampled_from(["", "", "", f"subject: {quoted(draw(WORDS))}\n", "preheader: &p x\n"]))
+
+
+def own_errors() -> tuple[type[BaseException], ...]:
+    from newsletter.errors import NewsletterError
+    return (ComponentError, NewsletterError)
+
+
+def check_and_build(path: Path, out: Path) -> None:
+    """The property: check answers with findings, build with a folder or the packages' own error."""
+    from newsletter.build import build
+    from newsletter.check import check_file
+    from newsletter.config import Settings
+    settings = Settings()
+    try:
+        findings = check_file(path, settings)
+    except own_errors():
+        findings = None
+    for f in findings or []:
+        assert f.level in ("error", "warning") and f.message and f.line >= 1 and f.file == str(path)
+    invalid = findings is not None and any(f.rule == "invalid" for f in findings)
+    try:
+        build(path, out, settings)
+    except IssueInvalid:
+        assert invalid or findings is None, "build refused what check found valid"
+        return
+    except own_errors():
+        return
+    assert not invalid, "build accepted what check refused"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(text=HOSTILE_TEXT)
+@example(text="subject: Hi\nblocks:\n  - text: '&#123;&#123; 7*7 &#125;&#125;'\n")
+@example(text="subject: Hi\nblocks:\n  - text: zqmfmzuxe4tthrpw4ylnmu======fmqz and {{ first_name }}\n")
+@example(text="a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\nsubject: Hi\nsubject: Ho\nblocks:\n  - text: hi\n")
+def test_any_yaml_text_through_check_and_build_ends_in_our_errors(issue_file: Path, tmp_path: Path,
+                                                                  text: str) -> None:
+    issue_file.write_text(text, "utf-8")
+    check_and_build(issue_file, tmp_path / "site")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(text=plausible_issue())
+def test_merge_looking_text_through_check_and_build_ends_in_our_errors(issue_file: Path, tmp_path: Path,
+                                                                       text: str) -> None:
+    issue_file.write_text(text, "utf-8")
+    check_and_build(issue_file, tmp_path / "site")
+
+
+def test_the_hostile_strategies_reach_the_renderer_too(issue_file: Path) -> None:
+    """Guard the two properties above: they must not pass only because every example is refused early."""
+    for strategy in (HOSTILE_TEXT, plausible_issue()):
+        seen = {True: 0, False: 0}
+
+        @settings(max_examples=60, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+        @given(text=strategy)
+        def sample(text: str) -> None:
+            issue_file.write_text(text, "utf-8")
+            seen[load_or_invalid(issue_file) is not None] += 1  # noqa: B023 (runs before the loop moves on)
+
+        sample()
+        assert seen[True] >= 5 and seen[False] >= 5, (strategy, seen)
