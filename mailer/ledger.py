@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, bindparam, func, or_, select, update
 
-from subscribers import Database, DatabaseError
+from subscribers import Database, run_in_transaction
 
 from .schema import deliveries, send_runs
 
@@ -177,17 +177,7 @@ def reset_unknown(db: Database, send_id: int) -> int:
             .values(state="pending", run_id=None, updated_at=utcnow())).rowcount)
 
 
-def patiently(db: Database, write: Callable[[Connection], T], *, patience: float = WRITE_PATIENCE,
-              sleep: Callable[[float], None] = time.sleep) -> T:
-    """Run one write transaction, again and again while the database is busy or away, up to `patience` s."""
-    deadline = time.monotonic() + patience
-    delay = 0.05
-    while True:
-        try:
-            with db.begin() as conn:
-                return write(conn)
-        except DatabaseError:
-            if time.monotonic() + delay > deadline:
-                raise
-            sleep(delay)
-            delay = min(delay * 2, 5.0)
+def patiently(db: Database, write: Callable[[Connection], T]) -> T:
+    """One write transaction that waits out a busy database (up to WRITE_PATIENCE s): a sent
+    message must not stay unknown because an import held the lock (subscribers.run_in_transaction)."""
+    return run_in_transaction(db, write, deadline=WRITE_PATIENCE)
