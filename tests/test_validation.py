@@ -532,3 +532,44 @@ def test_a_file_that_is_not_an_image_is_refused_as_src(write_issue, issue_dir) -
     problems = problems_of(path)
     assert [p.line for p in problems] == [3, 4]
     assert all("is not an image" in p.message for p in problems)
+
+
+# --- the reader: keys given twice, anchors, places ---------------------------------------------------
+
+
+def test_a_problem_in_the_first_of_two_values_is_placed_on_the_first(write_issue) -> None:
+    # The first value is kept (the one a reviewer reads first); the second is read
+    # without touching the places recorded for the first.
+    path = write_issue("subject: Hi\n"
+                       "blocks:\n"
+                       "  - button:\n"
+                       "      label: Go\n"
+                       "      url: javascript:alert(1)\n"
+                       "      url: https://ok.example/\n")
+    assert [str(p) for p in problems_of(path)] == [
+        f"{path}:5:12: blocks[0].button.url: link must be an http(s) or mailto: URL, not javascript:",
+        f"{path}:6:7: blocks[0].button.url: given twice, at lines 5 and 6",
+    ]
+
+
+def test_places_count_characters_not_bytes(write_issue) -> None:
+    path = write_issue("subject: Hi\nblocks:\n  - button: {label: \"é€😀\", label: x, url: 'https://a.example/'}\n")
+    (problem,) = problems_of(path)
+    assert where(problem) == (3, 28, "blocks[0].button.label")  # 34 if the three characters counted bytes
+    assert problem.message == "given twice, on line 3 (columns 14 and 28)"
+
+
+def test_the_reader_lists_at_most_its_cap_of_problems(write_issue) -> None:
+    from components.source import MAX_PROBLEMS
+    path = write_issue("subject: Hi\nblocks:\n  - text: &t hi\n" + "  - text: *t\n" * (MAX_PROBLEMS + 50))
+    problems = problems_of(path)
+    reader = [p for p in problems if "anchors and aliases" in p.message]
+    assert len(reader) == MAX_PROBLEMS
+    assert problems[-1].message == f"more than {MAX_PROBLEMS} problems; fix these first"
+
+
+@pytest.mark.parametrize("value", ["=", "<<", "'!!str'", "!!str 12"])
+def test_plain_values_yaml_gives_a_meaning_to_are_text(write_issue, value: str) -> None:
+    # `=` and `<<` are YAML 1.1's value and merge keys; PyYAML cannot construct either as a value.
+    issue = load_issue(write_issue(f"subject: {value}\nblocks:\n  - text: hi\n"))
+    assert issue.fields.subject == value.replace("!!str ", "").strip("'")
