@@ -48,7 +48,8 @@ def addressed(payload: dict[str, Any], message_id: str, email: str, **detail: An
 def wired(ses: MotoServer, tmp_path: Path) -> dict[str, Any]:
     """A sent list, and an SNS topic delivering to an SQS queue (as the README wires a real account)."""
     database_url = f"sqlite:///{tmp_path / 'news.db'}"
-    env = cli_env(database_url, NEWSLETTER_TRANSPORT="ses", NEWSLETTER_SES_MAX_RATE="50", **aws_env(ses.url))
+    env = cli_env(database_url, NEWSLETTER_TRANSPORT="ses", NEWSLETTER_SES_MAX_RATE="50",
+                  NEWSLETTER_BASE_URL="https://news.example.org", **aws_env(ses.url))  # ses refuses a loopback one
     addresses = write_subscribers(tmp_path / "people.csv", 8)
     for name in ("news", "events"):
         newsletter(["lists", "create", name], env, tmp_path)
@@ -102,9 +103,9 @@ def test_events_from_sqs_suppress_report_and_protect_the_next_send(wired: dict[s
 
     done = poll(w)
     assert "unreadable message kept" in done.stderr
-    assert f"suppressed {hard}" in done.stderr and f"suppressed {complainer}" in done.stderr
-    assert f"suppressed {soft}" in done.stderr
-    assert "1 unreadable" in done.stdout
+    assert f"suppressed {hard}" in done.stderr and f"suppressed {complainer}" in done.stderr, done.stderr
+    assert f"suppressed {soft}" in done.stderr, done.stderr
+    assert "1 unreadable" in done.stdout, done.stdout
     assert queue_depth(w) == 0  # everything applied was deleted, the bad message too
 
     assert show(w, hard)["suppressed"] and "Permanent" in show(w, hard)["suppression_reason"]
