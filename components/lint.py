@@ -44,8 +44,16 @@ class Finding:
 
 def check_issue(issue: Issue, rendered: RenderedIssue | None = None,
                 clients: tuple[str, ...] | None = None) -> list[Finding]:
-    """Every finding for one valid issue, errors first; warnings the issue accepts (`accept:`) left out."""
-    rendered = rendered or render_issue(issue)
+    """Every finding for one valid issue, errors first; warnings the issue accepts (`accept:`) left out.
+
+    What only rendering finds (a merge field as a link's address: merge.ADDRESS_MESSAGE) comes back
+    as findings too, the problems the render refused with.
+    """
+    if rendered is None:
+        try:
+            rendered = render_issue(issue)
+        except IssueInvalid as exc:
+            return findings_from_invalid(exc)
     findings = [*_merge_fields(issue), *_insecure(issue, rendered), *_size(issue, rendered), *_envelope(issue),
                 *_image_budget(issue), *_accessibility(issue, rendered), *_client_support(issue, rendered, clients)]
     accepted = {a.rule for a in issue.fields.accept}

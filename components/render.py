@@ -3,12 +3,18 @@
 Rendered once per issue. Two outputs come from one render: the email (merge
 fields left as `{{ … }}` for the sender) and the public web version (merge
 fields resolved to their defaults, no unsubscribe link).
+
+Every stand-in the render puts in the document (merge fields, image paths,
+email-only and web-only regions) carries a key made for this render
+(merge.Placeholders), so text in an issue can never forge or swallow one.
 """
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -27,17 +33,15 @@ from jinja2 import (
 from markupsafe import Markup
 
 from . import markdown, merge, plaintext
-from .errors import RenderError
+from .errors import IssueInvalid, Problem, RenderError
 from .inline import inline_css
 from .model import Block, Issue
 from .theme import Theme, load_theme
 from .validate import load_issue, published_name
 
-# Stand-ins that survive every step (letters only) and are swapped at the end.
-ASSET_PREFIX = "zqassetprefixqz"
-_REGION = re.compile(r"zq(email|web)onlyqz(.*?)zqend\1onlyqz", re.S)
-EMAIL_ONLY = ("zqemailonlyqz", "zqendemailonlyqz")
-WEB_ONLY = ("zqwebonlyqz", "zqendwebonlyqz")
+# The placeholders of the render in progress, for Jinja's finalize hook (an
+# environment is shared by every render of its theme, a render is not).
+_ACTIVE: ContextVar[merge.Placeholders | None] = ContextVar("placeholders", default=None)
 
 
 @dataclass(frozen=True)
@@ -73,14 +77,15 @@ class Context:
     issue: Issue
     theme: Theme
     base_url: str
+    placeholders: merge.Placeholders = field(default_factory=merge.Placeholders)
     # Each text block is needed as HTML and as text: parse its Markdown once.
-    _parsed: dict[str, Any] = field(default_factory=dict)
+    _parsed: dict[tuple[int, str], Any] = field(default_factory=dict)
 
     def _tokens(self, text: str) -> Any:
-        hidden = merge.hide(text)
-        if hidden not in self._parsed:
-            self._parsed[hidden] = markdown.parse(hidden)
-        return self._parsed[hidden]
+        key = (id(self.placeholders.where), text)
+        if key not in self._parsed:
+            self._parsed[key] = markdown.parse(self.placeholders.hide(text))
+        return self._parsed[key]
 
     @property
     def c(self) -> Any:
@@ -94,17 +99,19 @@ class Context:
     def sections(self) -> list[Block]:
         return self.issue.sections
 
+    # Both return Markup: their merge fields are hidden already, and braces that
+    # Markdown decoded from entities (`&#123;`) are text, not fields to hide.
     def md(self, text: str) -> Markup:
         return Markup(markdown.to_html(self._tokens(text)))
 
-    def md_text(self, text: str) -> str:
+    def md_text(self, text: str) -> Markup:
         # Hidden first, as for HTML: `{{ email }}` inside a link URL would stop
         # markdown-it from seeing the link at all.
-        return markdown.to_text(self._tokens(text))
+        return Markup(markdown.to_text(self._tokens(text)))
 
     def asset(self, src: str) -> str:
         if src in self.issue.assets:
-            return ASSET_PREFIX + published_name(self.issue.source, self.issue.assets[src])
+            return self.placeholders.marker("asset") + published_name(self.issue.source, self.issue.assets[src])
         return src
 
     def display_url(self, url: str) -> str:
@@ -113,9 +120,14 @@ class Context:
 
 
 def _hide_merge(value: Any) -> Any:
-    # Jinja calls this on every {{ }} output: merge fields become tokens before
-    # escaping, so nothing downstream can mangle them.
-    return merge.hide(value) if isinstance(value, str) and "{{" in value else value
+    # Jinja calls this on every {{ }} output: merge fields in the issue's plain
+    # fields become tokens before escaping, so nothing downstream can mangle
+    # them. Markup is ours (Markdown output, macros) and hidden already. Outside
+    # an issue render (the sign-up confirmation) nothing is a merge field.
+    placeholders = _ACTIVE.get()
+    if placeholders is None or not isinstance(value, str) or isinstance(value, Markup) or "{{" not in value:
+        return value
+    return placeholders.hide(value)
 
 
 def _bytecode_cache() -> FileSystemBytecodeCache | None:
@@ -168,6 +180,7 @@ def _body_mjml(blocks: tuple[Block, ...], env: Environment, r: Context) -> str:
             run.clear()
 
     def visit(block: Block) -> None:
+        r.placeholders.where = block
         fragment = str(_macro(env, block, "mjml")(block.fields, block, r)).strip()
         if block.component.layout == "section":
             flush()
@@ -186,14 +199,36 @@ def _body_mjml(blocks: tuple[Block, ...], env: Environment, r: Context) -> str:
 def _text(blocks: tuple[Block, ...], env: Environment, r: Context) -> str:
     parts = []
     for block in (b for top in blocks for b in top.walk()):
+        r.placeholders.where = block
         part = str(_macro(env, block, "text")(block.fields, block, r)).strip("\n")
         if part.strip():
             parts.append(part)
+    r.placeholders.where = None
     return "\n\n".join(parts)
 
 
-def _regions(html: str, keep: str) -> str:
-    return _REGION.sub(lambda m: m.group(2) if m.group(1) == keep else "", html)
+def _regions(html: str, keep: str, p: merge.Placeholders) -> str:
+    """Keep the email-only or the web-only parts of the page, drop the others."""
+    region = re.compile(f"{p.marker('(email|web)')}(.*?){p.marker('end')}\\1", re.S)
+    return region.sub(lambda m: m.group(2) if m.group(1) == keep else "", html)
+
+
+@contextmanager
+def _rendering(p: merge.Placeholders) -> Iterator[None]:
+    token = _ACTIVE.set(p)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+def _address_problems(issue: Issue, p: merge.Placeholders, html: str) -> list[Problem]:
+    """A subscriber's data as a link's address or host: refused, at the block that wrote it."""
+    found = {}
+    for where, url in p.address_problems(html):
+        line, path = (where.line, where.path) if isinstance(where, Block) else (1, "")
+        found[(line, path, url)] = Problem(issue.shown, line, 1, path, f"{merge.ADDRESS_MESSAGE} ({url})")
+    return list(found.values())
 
 
 def render_issue(issue: Issue | Path | str, *, base_url: str = "http://127.0.0.1:8025",
@@ -203,26 +238,34 @@ def render_issue(issue: Issue | Path | str, *, base_url: str = "http://127.0.0.1
         issue = load_issue(issue)
     theme = load_theme(issue.fields.theme)
     base_url = base_url.rstrip("/")
-    r = Context(issue, theme, base_url)
+    p = merge.Placeholders()
+    r = Context(issue, theme, base_url, p)
     web_url = f"{base_url}/archive/{issue.slug}/"
     page = {
         "r": r, "t": theme, "c": theme.colors, "issue": issue.fields,
         "footer": footer or Footer(theme.organisation, theme.postal_address, theme.reason),
-        "web_url": web_url, "archive_url": f"{base_url}/archive/",
-        "unsubscribe_url": "{{ unsubscribe_url }}", "email_only": EMAIL_ONLY, "web_only": WEB_ONLY,
+        "web_url": web_url, "archive_url": f"{base_url}/archive/", "unsubscribe_url": "{{ unsubscribe_url }}",
+        "email_only": (p.marker("email"), p.marker("end") + "email"),
+        "web_only": (p.marker("web"), p.marker("end") + "web"),
     }
     env = _env(theme.name)
-    source = env.get_template("email.mjml.j2").render(body=Markup(_body_mjml(issue.blocks, env, r)), **page)
-    inlined = _color_scheme(inline_css(_compile(source), env.get_template("email.css.j2").render(**page)), env, theme)
-    text = env.get_template("email.txt.j2").render(body=_text(issue.blocks, env, r), **page)
+    with _rendering(p):
+        source = env.get_template("email.mjml.j2").render(body=Markup(_body_mjml(issue.blocks, env, r)), **page)
+        css = env.get_template("email.css.j2").render(**page)
+        text = env.get_template("email.txt.j2").render(body=Markup(_text(issue.blocks, env, r)), **page)
+    inlined = _color_scheme(inline_css(_compile(source), css), env, theme)
+    problems = _address_problems(issue, p, inlined)
+    if problems:
+        raise IssueInvalid(problems)
+    asset = p.marker("asset")
     return RenderedIssue(
         slug=issue.slug, subject=issue.fields.subject, preheader=issue.fields.preheader,
-        html=merge.restore(_regions(inlined, "email"), escape=True).replace(ASSET_PREFIX, web_url),
-        text=plaintext.wrap_lines(merge.restore(text, escape=False)),
-        web_html=merge.resolve(_regions(inlined, "web"), {}, escape=True).replace(ASSET_PREFIX, ""),
+        html=p.restore(_regions(inlined, "email", p), escape=True).replace(asset, web_url),
+        text=plaintext.wrap_lines(p.restore(text, escape=False)),
+        web_html=p.resolve(_regions(inlined, "web", p), {}).replace(asset, ""),
         assets={published_name(issue.source, f): f for f in issue.assets.values()},
         mjml=source,
-        merge_fields=merge.tokens_in(inlined + text),
+        merge_fields=p.fields(inlined + text),
     )
 
 

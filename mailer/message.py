@@ -4,7 +4,9 @@ The rendered issue is split once into literal pieces and merge fields; the
 literal pieces are quoted-printable encoded once. Per recipient only the
 merge-field values are encoded and the pieces joined, with a QP soft line
 break (`=` CRLF) at each join so no line passes 76 characters. No MJML, Jinja,
-premailer or email-package work happens per recipient.
+premailer or email-package work happens per recipient. How each value is
+written (HTML-escaped, as it is, or percent-encoded inside a URL) was decided
+when the template was compiled (components.compile_template).
 
 Headers are written by hand, not by the email package: under policy.SMTP it
 RFC 2047-encodes a long List-Unsubscribe value, which breaks one-click
@@ -93,7 +95,7 @@ class _Part:
 
     def pieces(self, values: Mapping[str, Any]) -> list[bytes]:
         """The encoded body as pieces to join: literals were encoded once, values now."""
-        filled = fill(self.segments, values, escape=self.html)
+        filled = fill(self.segments, values)
         out: list[bytes] = []
         for encoded, piece in zip(self.encoded, filled, strict=True):
             if out:
@@ -153,7 +155,7 @@ class MessageTemplate:
         return self._date[1]
 
     def subject_for(self, recipient: Recipient) -> str:
-        return "".join(fill(self.subject, recipient.values(), escape=False))
+        return "".join(fill(self.subject, recipient.values()))
 
     def personalise(self, recipient: Recipient) -> bytes:
         if not recipient.email.isascii():  # SES (and most relays) cannot take SMTPUTF8 addresses
@@ -166,7 +168,7 @@ class MessageTemplate:
         headers = CRLF.join([
             self._static,
             f"To: {_to(recipient)}",
-            f"Subject: {_header_value(''.join(fill(self.subject, values, escape=False)))}",
+            f"Subject: {_header_value(''.join(fill(self.subject, values)))}",
             f"Date: {self._now()}",
             f"Message-ID: <{uuid.uuid4().hex}@{self.domain}>",
             *([f"List-Unsubscribe: {unsubscribe}"] if self.bulk else []),

@@ -110,56 +110,93 @@ def test_known_fields(name: str, known: bool) -> None:
     assert MergeField(name).known is known
 
 
-# --- hide / restore / resolve -----------------------------------------------------------------------
+# --- hide / restore / resolve: one render's placeholders ----------------------------------------------
 
 TEMPLATE = 'Hi {{ first_name | default("friend") }} <{{email}}> of {{ fields.team }}'
 
 
 def test_hide_leaves_only_alphanumeric_tokens() -> None:
-    hidden = merge.hide(TEMPLATE)
+    p = merge.Placeholders()
+    hidden = p.hide(TEMPLATE)
     assert "{{" not in hidden and "}}" not in hidden
-    tokens = merge.TOKEN_RE.findall(hidden)
-    assert len(tokens) == 3
+    tokens = re.findall(r"zq[0-9a-f]{16}m\d+qz", hidden)
+    assert len(tokens) == 3 and len(merge.TOKEN_RE.findall(hidden)) == 3
     # Letters and digits only: Markdown, HTML escaping and URL quoting leave them alone.
-    for t in re.findall(r"zqmf[a-z2-7]+fmqz", hidden):
-        assert t.isalnum()
-    assert hidden.startswith("Hi zqmf") and " <zqmf" in hidden and " of zqmf" in hidden
+    assert all(t.isalnum() for t in tokens)
+    assert hidden.startswith("Hi zq") and " <zq" in hidden and " of zq" in hidden
 
 
-def test_hide_is_stateless_and_deterministic() -> None:
-    assert merge.hide("{{ email }}") == merge.hide("{{email}}") == merge.token(MergeField("email"))
+def test_each_render_has_its_own_key_so_no_text_can_forge_a_token() -> None:
+    first, second = merge.Placeholders(), merge.Placeholders()
+    assert first.key != second.key and re.fullmatch(r"[0-9a-f]{16}", first.key)
+    forged = second.hide("{{ email }}")
+    # A token of another render (or one an author copied from anywhere) is just text to this one.
+    assert first.restore(forged, escape=False) == forged
+    assert first.fields(forged) == ()
 
 
 def test_restore_plain_gives_the_canonical_source() -> None:
-    assert merge.restore(merge.hide(TEMPLATE), escape=False) == (
+    p = merge.Placeholders()
+    assert p.restore(p.hide(TEMPLATE), escape=False) == (
         'Hi {{ first_name | default("friend") }} <{{ email }}> of {{ fields.team }}')
 
 
 def test_restore_escaped_gives_the_html_safe_form() -> None:
-    restored = merge.restore(merge.hide(TEMPLATE), escape=True)
+    p = merge.Placeholders()
+    restored = p.restore(p.hide(TEMPLATE), escape=True)
     assert restored == 'Hi {{ first_name | default(&quot;friend&quot;) }} <{{ email }}> of {{ fields.team }}'
     assert '"' not in restored
 
 
 def test_restore_survives_url_quoting_and_html_escaping_of_the_tokens() -> None:
     from urllib.parse import quote
-    hidden = merge.hide("https://example.org/u?e={{ email }}&n={{ first_name | default(\"a b\") }}")
+    p = merge.Placeholders()
+    hidden = p.hide("https://example.org/u?e={{ email }}&n={{ first_name | default(\"a b\") }}")
     mangled = htmlmod.escape(quote(hidden, safe=":/?=&"))
-    assert merge.restore(mangled, escape=False).endswith('e={{ email }}&amp;n={{ first_name | default("a b") }}')
+    assert p.restore(mangled, escape=False).endswith('e={{ email }}&amp;n={{ first_name | default("a b") }}')
 
 
-def test_resolve_uses_values_then_defaults() -> None:
-    hidden = merge.hide(TEMPLATE)
-    assert merge.resolve(hidden, {}, escape=False) == "Hi friend <> of "
-    assert merge.resolve(hidden, {"first_name": "Ann", "email": "ann@example.org",
-                                  "fields": {"team": "Blue"}}, escape=False) == "Hi Ann <ann@example.org> of Blue"
-    # An empty value takes the default too.
-    assert merge.resolve(hidden, {"first_name": ""}, escape=False).startswith("Hi friend ")
+@pytest.mark.parametrize("literal, html_form, text_form", [
+    ("{{ 7*7 }}", "&#123;{ 7*7 }}", '{{"{"}}{ 7*7 }}'),
+    ("{{{", "&#123;&#123;{", '{{"{"}}{{"{"}}{'),
+    ("{ {", "{ {", "{ {"),
+    ("a } b {", "a } b {", "a } b {"),
+])
+def test_restore_escapes_literal_braces_that_would_pair_up(literal: str, html_form: str, text_form: str) -> None:
+    p = merge.Placeholders()
+    assert p.restore(literal, escape=True) == html_form
+    assert p.restore(literal, escape=False) == text_form
+    # ... and the mailer reads them back as the very text, never as a field.
+    assert substitute(p.restore(literal, escape=False), {}, escape=False) == literal
+    assert htmlmod.unescape(substitute(p.restore(literal, escape=True), {}, escape=True)) == literal
 
 
-def test_resolve_escapes_values_for_html() -> None:
-    assert merge.resolve(merge.hide("{{ first_name }}"), {"first_name": "<Ann & Bob>"}, escape=True) == (
-        "&lt;Ann &amp; Bob&gt;")
+def test_a_literal_brace_before_a_field_stays_literal() -> None:
+    p = merge.Placeholders()
+    hidden = "{" + p.hide("{{ email }}") + "}"
+    text = p.restore(hidden, escape=False)
+    assert substitute(text, {"email": "a@example.org"}, escape=False) == "{a@example.org}"
+    assert substitute(p.restore(hidden, escape=True), {"email": "a@example.org"}, escape=True) == (
+        "&#123;a@example.org}")
+
+
+def test_resolve_uses_defaults_and_escapes_for_html() -> None:
+    p = merge.Placeholders()
+    assert p.resolve(p.hide(TEMPLATE), {}) == "Hi friend <> of "
+    assert p.resolve(p.hide("{{ first_name }}"), {"first_name": "<Ann & Bob>"}) == "&lt;Ann &amp; Bob&gt;"
+
+
+def test_resolve_percent_encodes_inside_a_url() -> None:
+    p = merge.Placeholders()
+    page = p.hide('<a href="https://example.org/t?team={{ fields.team | default(\"a b&c\") }}">'
+                  '{{ fields.team | default("a b&c") }}</a>')
+    assert p.resolve(page, {}) == '<a href="https://example.org/t?team=a%20b%26c">a b&amp;c</a>'
+
+
+def test_fields_lists_each_field_once_in_order() -> None:
+    p = merge.Placeholders()
+    hidden = p.hide("{{ email }} {{ name }} {{email}}")
+    assert p.fields(hidden) == (MergeField("email"), MergeField("name"))
 
 
 def test_resolve_field_values() -> None:
@@ -183,7 +220,8 @@ def test_substitute_plain() -> None:
 
 
 def test_substitute_on_html_unescapes_the_expression_and_escapes_the_value() -> None:
-    built = merge.restore(merge.hide('<p>Hi {{ first_name | default("friend") }}</p>'), escape=True)
+    p = merge.Placeholders()
+    built = p.restore(p.hide('<p>Hi {{ first_name | default("friend") }}</p>'), escape=True)
     assert built == "<p>Hi {{ first_name | default(&quot;friend&quot;) }}</p>"
     assert substitute(built, {"first_name": "<Ann & Bob>"}, escape=True) == "<p>Hi &lt;Ann &amp; Bob&gt;</p>"
     assert substitute(built, {}, escape=True) == "<p>Hi friend</p>"
@@ -243,7 +281,8 @@ def test_email_html_substitutes_per_recipient(built: dict[str, str]) -> None:
                                             "fields": {"team": "Blue"},
                                             "unsubscribe_url": "https://example.org/u/tok"}, escape=True)
     assert "Hello &lt;Ann &amp; Bob&gt;," in html
-    assert "https://example.org/u?e=ann@example.org" in _hrefs(html)
+    # Inside a URL a value is percent-encoded: data, never the link's structure.
+    assert "https://example.org/u?e=ann%40example.org" in _hrefs(html)
     assert "https://example.org/t?team=Blue" in _hrefs(html)
     assert "{{" not in html
 
