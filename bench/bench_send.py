@@ -1,4 +1,5 @@
-"""`make bench`, issue 4: personalisation, sending CPU against a stub, pace against moto, ledger memory.
+"""`make bench`, issues 4 and 11: personalisation, sending CPU and wall rate against an SES stub (one
+process; 1, 2 and 4 processes sharing a send on PostgreSQL), pace against moto, ledger memory.
 
 Prints; asserts nothing. Usage: bench_send.py [--ledger-rows N] [--skip-moto]
 """
@@ -17,24 +18,54 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))  # run as a script or imported as bench.bench_send
-from peers import free_port  # noqa: E402
+from peers import BENCH_SECRET, free_port, pg_schema, pg_url  # noqa: E402
 
 REFERENCE = ROOT / "issues" / "2020-12.yaml"
+NEWSLETTER = Path(sys.executable).parent / "newsletter"
 FROM = "LVRN News <news@lancsvrn.example>"
 
+# The SES stub: answers GetAccount (GET) and SendEmail (POST) with HTTP/1.1 keep-alive, each response
+# in ONE write. Headers and body in two writes meet Nagle plus the client's delayed ACK: every request
+# then stalls ~40 ms and the wall rates say nothing about the sender (design §9).
 STUB = r"""
-import json, sys, uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        body = json.dumps({"MessageId": uuid.uuid4().hex}).encode()
-        self.send_response(200); self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
-    def log_message(self, *a): pass
-s = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H); print("ready", flush=True); s.serve_forever()
+import asyncio, json, os, re, sys
+ACCOUNT = json.dumps({"SendQuota": {"Max24HourSend": 1e9, "MaxSendRate": 1e5, "SentLast24Hours": 0},
+                      "SendingEnabled": True, "ProductionAccessEnabled": True}).encode()
+class Peer(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.buffer = transport, bytearray()
+    def data_received(self, data):
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head = bytes(self.buffer[:end]).lower()
+            found = re.search(rb"\r\ncontent-length:\s*(\d+)", head)
+            length = int(found.group(1)) if found else 0
+            if len(self.buffer) < end + 4 + length:
+                return
+            del self.buffer[:end + 4 + length]
+            body = ACCOUNT if head.startswith(b"get") else b'{"MessageId": "%s"}' % os.urandom(16).hex().encode()
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+async def main():
+    server = await asyncio.get_running_loop().create_server(Peer, "127.0.0.1", int(sys.argv[1]))
+    print("ready", flush=True)
+    await server.serve_forever()
+asyncio.run(main())
 """
+
+
+@contextmanager
+def ses_stub() -> Iterator[int]:
+    """The stub on a free loopback port, boto3 pointed at it, until the block ends."""
+    port = free_port()
+    stub = subprocess.Popen([sys.executable, "-c", STUB, str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert stub.stdout is not None and stub.stdout.readline().startswith("ready")
+        _aws(port)
+        yield port
+    finally:
+        stub.terminate()
+        stub.wait()
 
 
 def _aws(port: int) -> None:
@@ -59,13 +90,14 @@ def personalisation() -> None:
     print(f"personalisation (reference issue, 1 core)   {rate:10,.0f} messages/s   (target >= 20,000)")
 
 
-def _database(folder: str, n: int) -> tuple[object, int]:
+def _database(folder: str, n: int, url: str | None = None, lists: tuple[str, ...] = ("bench",)) -> tuple[object, int]:
+    """n subscribers on each of `lists`, in a SQLite file in `folder` (or at `url`)."""
     import mailer
     import subscribers as subs
     from subscribers.db import NOW, bulk_insert
     from subscribers.schema import subscribers
-    db = subs.open_database(f"sqlite:///{folder}/bench.db", extra_migrations=(mailer.MIGRATIONS,))
-    mailing_list = subs.create_list(db, "bench")
+    db = subs.open_database(url or f"sqlite:///{folder}/bench.db", extra_migrations=(mailer.MIGRATIONS,))
+    list_ids = [subs.create_list(db, name).id for name in lists]
     chunk = 20000  # bulk set-up in chunks: this measures sending, and its memory, not the set-up's
     with db.begin() as conn:
         for start in range(0, n, chunk):
@@ -73,11 +105,12 @@ def _database(folder: str, n: int) -> tuple[object, int]:
                                              "name": f"Reader {i}", "fields": {}}
                                             for i in range(start, min(n, start + chunk))],
                         {"created_at": NOW, "updated_at": NOW})
-        conn.exec_driver_sql(
-            "INSERT INTO memberships (list_id, subscriber_id, status, source, subscribed_at, updated_at) "
-            f"SELECT {mailing_list.id}, id, 'subscribed', 'import', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP "
-            "FROM subscribers")
-    return db, mailing_list.id
+        for list_id in list_ids:
+            conn.exec_driver_sql(
+                "INSERT INTO memberships (list_id, subscriber_id, status, source, subscribed_at, updated_at) "
+                f"SELECT {list_id}, id, 'subscribed', 'import', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP "
+                "FROM subscribers")
+    return db, list_ids[0]
 
 
 def _send(db: object, slug: str, transport: object, rate: float, workers: int) -> tuple[int, float, float]:
@@ -96,11 +129,8 @@ def _send(db: object, slug: str, transport: object, rate: float, workers: int) -
 
 
 def against_stub(n: int = 1000) -> None:
-    port = free_port()
-    stub = subprocess.Popen([sys.executable, "-c", STUB, str(port)], stdout=subprocess.PIPE, text=True)
-    assert stub.stdout is not None and stub.stdout.readline().startswith("ready")
-    _aws(port)
-    try:
+    """Sender CPU per message against a bare boto3 loop, and the best wall rate of one process."""
+    with ses_stub():
         import boto3
         from botocore.config import Config
 
@@ -111,18 +141,70 @@ def against_stub(n: int = 1000) -> None:
                               Envelope(FROM, "<x.example>")).personalise(
             Recipient("r0@example.org", "Reader", {}, "https://news.example.org/u/x"))
         client = boto3.client("sesv2", config=Config(retries={"total_max_attempts": 1}))
-        start = time.process_time()
+        wall, start = time.perf_counter(), time.process_time()
         for _ in range(n):
             client.send_email(Destination={"ToAddresses": ["r0@example.org"]}, Content={"Raw": {"Data": raw}})
         floor = (time.process_time() - start) / n * 1000
-        with tempfile.TemporaryDirectory() as folder:
-            db, _ = _database(folder, n)
-            sent, _wall, cpu = _send(db, "stub", SesTransport(), rate=100000, workers=4)
-        ours = cpu / sent * 1000
+        bare = n / (time.perf_counter() - wall)
+        rates: dict[int, float] = {}
+        cpu_ms: dict[int, float] = {}
+        for workers in (1, 2, 4, 8):
+            with tempfile.TemporaryDirectory() as folder:
+                db, _ = _database(folder, n)
+                sent, took, cpu = _send(db, f"stub{workers}", SesTransport(), rate=100000, workers=workers)
+            rates[workers], cpu_ms[workers] = sent / took, cpu / sent * 1000
+        ours = cpu_ms[4]  # the default --workers
         print(f"CPU per message: bare boto3 loop {floor:.2f} ms, newsletter send {ours:.2f} ms "
               f"= {ours / floor:.2f}x   (target <= 1.3x)")
-    finally:
-        stub.terminate()
+        best = max(rates, key=lambda w: rates[w])
+        print(f"one sending process against the stub: best {rates[best]:,.0f} messages/s wall ({best} workers; "
+              + ", ".join(f"{w}: {r:,.0f}" for w, r in rates.items()) + f"; a bare boto3 loop: {bare:,.0f}/s)")
+
+
+def processes_on_postgresql(n: int = 3000) -> None:
+    """`newsletter send` processes sharing one send on PostgreSQL, against the stub: total messages/s."""
+    with ses_stub(), pg_schema(pg_url()) as url, tempfile.TemporaryDirectory() as folder:
+        if url is None:
+            return
+        counts = (1, 2, 4)
+        db, _ = _database(folder, n, url, lists=tuple(f"p{k}" for k in counts))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+        env.update(NEWSLETTER_DATABASE_URL=url, NEWSLETTER_TRANSPORT="ses", NEWSLETTER_FROM=FROM,
+                   NEWSLETTER_SECRET=BENCH_SECRET, NEWSLETTER_BASE_URL="https://news.example.org")
+        figures = []
+        try:
+            for k in counts:
+                command = [str(NEWSLETTER), "send", str(REFERENCE), "--list", f"p{k}", "--yes"]
+                started = time.perf_counter()
+                processes = [subprocess.Popen(command, env=env, cwd=folder, stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.PIPE, text=True) for _ in range(k)]
+                errors = [(p.communicate()[1], p.returncode) for p in processes]
+                took = time.perf_counter() - started
+                failed = [err.strip().splitlines()[-1:] or f"exit {code}" for err, code in errors if code]
+                if failed:
+                    print(f"{k} sending processes on PostgreSQL: one failed: {failed[0]}")
+                    return
+                sent, span, shares = _ledger_span(db, f"p{k}")
+                each = f" (each sent {'/'.join(map(str, shares))})" if k > 1 else ""
+                figures.append(f"{k}: {sent / span:,.0f}/s{each}, {sent / took:,.0f}/s with start-up")
+        finally:
+            db.dispose()  # type: ignore[attr-defined]
+        print(f"sending processes sharing one send of {n:,} on PostgreSQL, total messages/s: " + "; ".join(figures))
+
+
+def _ledger_span(db: object, list_name: str) -> tuple[int, float, list[int]]:
+    """Messages sent, seconds from the first to the last, and how many each process (run) sent."""
+    from sqlalchemy import func, select
+
+    from mailer.schema import deliveries, sends
+    with db.begin() as conn:  # type: ignore[attr-defined]
+        rows = conn.execute(select(deliveries.c.run_id, func.count(), func.min(deliveries.c.sent_at),
+                                   func.max(deliveries.c.sent_at))
+                            .join(sends, sends.c.id == deliveries.c.send_id)
+                            .where(sends.c.list_name == list_name, deliveries.c.state == "sent")
+                            .group_by(deliveries.c.run_id)).all()
+    first, last = min(r[2] for r in rows), max(r[3] for r in rows)
+    return sum(r[1] for r in rows), max((last - first).total_seconds(), 1e-3), sorted(r[1] for r in rows)
 
 
 @contextmanager
@@ -190,6 +272,7 @@ def main() -> None:
     args = parser.parse_args()
     personalisation()
     against_stub()
+    processes_on_postgresql()
     if not args.skip_moto:
         against_moto()
     ledger(args.ledger_rows)

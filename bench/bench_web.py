@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from peers import free_port, pg_schema
+from peers import BENCH_SECRET, free_port, pg_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 ISSUE = ROOT / "issues" / "2021-01.yaml"
@@ -191,7 +191,7 @@ def run(label: str, database_url: str, n: int, concurrency: int) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NEWSLETTER_", "AWS_"))}
         env.update(NEWSLETTER_DATABASE_URL=database_url, NEWSLETTER_TRANSPORT="file",
                    NEWSLETTER_OUTBOX=str(folder / "outbox"), NEWSLETTER_BASE_URL=url,
-                   NEWSLETTER_FROM="Bench News <news@example.org>", NEWSLETTER_SECRET="bench-only")
+                   NEWSLETTER_FROM="Bench News <news@example.org>", NEWSLETTER_SECRET=BENCH_SECRET)
         with (folder / "people.csv").open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(["email", "first_name"])
