@@ -59,6 +59,7 @@ def _qp(text: str) -> bytes:
 
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9 '!#$%&*+/=?^_`{|}~-]*")  # RFC 5322 atext and spaces: no quoting needed
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _to(recipient: Recipient) -> str:
@@ -68,13 +69,15 @@ def _to(recipient: Recipient) -> str:
         return recipient.email
     if _PLAIN_NAME.fullmatch(name) and recipient.email.isascii():  # the common case, ten times cheaper
         return f"{name} <{recipient.email}>"
-    return formataddr((name, recipient.email), charset="utf-8")
+    # formataddr leaves control characters (NUL, BEL…) raw in an ASCII name: drop them.
+    return formataddr((_CONTROL.sub("", name), recipient.email), charset="utf-8")
 
 
 def _header_value(value: str) -> str:
-    # Plain ASCII goes as it is (headers may run to 998 octets); anything else
-    # is RFC 2047-encoded and folded.
-    if value.isascii() and "\n" not in value and "\r" not in value:
+    # Plain printable ASCII goes as it is (headers may run to 998 octets);
+    # anything else is RFC 2047-encoded and folded, so a merge value with a
+    # line break or other control character stays inside its one header.
+    if value.isascii() and value.isprintable() and len(value) <= 900:
         return value
     return Header(value, "utf-8", maxlinelen=76).encode().replace("\n", CRLF)
 

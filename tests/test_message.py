@@ -154,6 +154,16 @@ def test_a_newline_in_a_name_cannot_add_headers(template):
     assert "mallory@example.net" not in {a.addr_spec for a in message["To"].addresses}
 
 
+@pytest.mark.parametrize("name", ["Eve\x00 Null", "Bell\x07 Ringer\x7f", "Zoë\x00"])
+def test_control_characters_in_a_name_never_reach_the_header(template, name):
+    raw = template.personalise(recipient("eve@example.org", name))
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert not re.search(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", head)
+    (address,) = parse(raw)["To"].addresses
+    assert address.addr_spec == "eve@example.org"
+    assert address.display_name == re.sub(r"[\x00-\x1f\x7f]", "", name)
+
+
 # --- subject --------------------------------------------------------------------------------------
 
 def test_subject_is_personalised(template):
@@ -177,6 +187,24 @@ def test_a_non_ascii_subject_is_rfc2047_encoded_and_decodes_right(template):
 def test_an_ascii_subject_is_sent_as_it_is(template):
     (subject,) = raw_headers(template.personalise(recipient()))["subject"]
     assert subject == "Sam, your January news is here"
+
+
+@pytest.mark.parametrize("value", [
+    "Ann\r\nBcc: mallory@example.net", "Ann\nX-Injected: 1", "Ann\rX-Injected: 1", "A\x0bB\x0cC", "A\tB", "A\x00B",
+    "Ann\u2028X-Injected: 1", "x" * 2000,
+])
+def test_a_merge_value_cannot_add_header_lines_to_the_subject(template, value):
+    """Only CRLF ends a header line on the wire, but parsers also split on lone CR, LF and others:
+    whatever a value holds, the Subject stays one header of printable, short lines."""
+    raw = template.personalise(recipient(fields={"first_name": value}))
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert not re.search(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n", head)
+    assert max(len(line) for line in head.split(b"\r\n")) <= 998
+    message = parse(raw)
+    assert message["Bcc"] is None and message["X-Injected"] is None
+    assert len(message.get_all("Subject")) == 1
+    assert message["Subject"].endswith(", your January news is here")
+    assert raw_headers(raw).keys() >= {"subject", "to", "from"}
 
 
 # --- list headers (RFC 2369, RFC 8058) --------------------------------------------------------------
