@@ -49,6 +49,9 @@ class Outcome:
     message_id: str | None = None
     error: str | None = None
     sent_at: dt.datetime | None = None
+    # The state it is recorded from: a row an SES event settled meanwhile (sending -> sent)
+    # is not put back to unknown by a late outcome.
+    was: str = "sending"
 
 
 def utcnow() -> dt.datetime:
@@ -154,7 +157,7 @@ def give_back(db: Database, delivery_id: int) -> None:
         deliveries.c.id == delivery_id, deliveries.c.state == "pending").values(run_id=None)))
 
 
-_RECORD = (update(deliveries).where(deliveries.c.id == bindparam("d_id"))
+_RECORD = (update(deliveries).where(deliveries.c.id == bindparam("d_id"), deliveries.c.state == bindparam("d_was"))
            .values(state=bindparam("d_state"), message_id=bindparam("d_mid"), error=bindparam("d_error"),
                    sent_at=bindparam("d_sent"), updated_at=bindparam("d_now")))
 
@@ -165,7 +168,7 @@ def record(db: Database, outcomes: list[Outcome]) -> None:
         return
     now = utcnow()
     params = [{"d_id": o.delivery_id, "d_state": o.state, "d_mid": o.message_id, "d_error": o.error,
-               "d_sent": o.sent_at, "d_now": now} for o in outcomes]
+               "d_sent": o.sent_at, "d_now": now, "d_was": o.was} for o in outcomes]
     patiently(db, lambda conn: conn.execute(_RECORD, params))
 
 

@@ -198,7 +198,8 @@ class _Sender:
         try:
             raw = self.template.personalise(job.recipient)
         except Exception as exc:  # noqa: BLE001  (a bad merge value or address fails this one recipient)
-            ledger.record(self.db, [Outcome(job.delivery_id, "failed", error=f"message could not be made: {exc}")])
+            ledger.record(self.db, [Outcome(job.delivery_id, "failed", error=f"message could not be made: {exc}",
+                                            was="pending")])
             return _Report("failed")
         tags = {**self.tags, "delivery_id": str(job.delivery_id),
                 "subscriber_id": str(job.recipient.subscriber_id)}
@@ -342,7 +343,8 @@ class _Run:
         for delivery_id, subscriber_id in claimed:
             member = members.get(subscriber_id) if subscriber_id is not None else None
             if not isinstance(member, Member):
-                skipped.append(Outcome(delivery_id, "skipped", error=f"skipped: {member or 'forgotten'}"))
+                skipped.append(Outcome(delivery_id, "skipped", error=f"skipped: {member or 'forgotten'}",
+                                       was="pending"))
                 continue
             url = f"{self.base_url}/u/{self.tokens.unsubscribe(member.subscriber_id, self.send.list_id)}"
             self.jobs.put(_Job(delivery_id, Recipient(member.email, member.name, member.fields, url,

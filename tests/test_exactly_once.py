@@ -243,3 +243,20 @@ def test_four_senders_started_at_once_share_one_send_on_postgresql(db_url: str, 
     assert copies(outbox) == {a: 1 for a in addresses}
     rows = ledger(db_url)
     assert len(rows) == 120 and {r["state"] for r in rows} == {"sent"} and len({r["send_id"] for r in rows}) == 1
+
+
+def test_a_late_outcome_does_not_unsettle_a_row_an_ses_event_settled(make_send) -> None:  # noqa: F811
+    from mailer import ledger
+    from mailer.schema import deliveries
+    send = make_send(2)
+    run_id = ledger.begin_run(send.db, send.send_id)
+    (row_id, _), _ = ledger.claim(send.db, send.send_id, run_id, 2)
+    assert ledger.mark_sending(send.db, row_id, run_id)
+    with send.db.begin() as conn:  # SES's Delivery event arrives before the lost answer is recorded
+        conn.execute(update(deliveries).where(deliveries.c.id == row_id).values(state="sent", message_id="ses-1"))
+    ledger.record(send.db, [ledger.Outcome(row_id, "sending", error="no answer from SES")])
+    with send.db.begin() as conn:
+        state, message_id = conn.execute(select(deliveries.c.state, deliveries.c.message_id)
+                                         .where(deliveries.c.id == row_id)).one()
+    assert (state, message_id) == ("sent", "ses-1")
+    ledger.end_run(send.db, run_id)
