@@ -20,8 +20,11 @@ import html
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from components import IssueInvalid, RenderedIssue, check_issue, load_issue, render_issue, substitute
 from components.merge import ADDRESS_MESSAGE
@@ -273,6 +276,49 @@ def test_header_values_cannot_add_header_lines(write_issue) -> None:
     assert len(message.get_all("Subject")) == 1
     assert "Ann" in message["Subject"] and "\n" not in message["Subject"]
     assert [a.addr_spec for a in message["To"].addresses] == ["sam@example.org"]
+
+
+# --- any subscriber data -------------------------------------------------------------------------------
+
+PROPERTY_ISSUE = issue_with(
+    'text: "Dear {{ name }} ({{ first_name }}), see [your page](https://example.org/p?n={{ name }}&q={{ fields.q }})."',
+    'button: {label: "Open {{ fields.q }}", url: "https://example.org/b/{{ fields.q }}"}',
+    subject="Hi {{ first_name }} from {{ fields.q }}")
+SAFE_URL = re.compile(r"[A-Za-z0-9_.~%-]*")
+DATA = st.text(st.characters(exclude_categories=("Cs",)), max_size=40) | st.sampled_from([
+    HOSTILE_NAME, "{{ email }}", "&#123;&#123; email &#125;&#125;", "zqmfpn5sazlnmfuwyid5pufmqz", "\r\nBcc: x@y.z",
+    '"><script>alert(1)</script>', "https://evil.example/", "//evil.example", "%0d%0aX: 1", "\u2028\u0085\x0b"])
+
+
+@pytest.fixture(scope="module")
+def property_template(tmp_path_factory: pytest.TempPathFactory) -> MessageTemplate:
+    path = tmp_path_factory.mktemp("property") / "p.yaml"
+    path.write_text(PROPERTY_ISSUE, "utf-8")
+    return MessageTemplate(render_issue(path), Envelope("News <news@example.org>", "<news.example.org>"))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=DATA, q=DATA)
+@example(name=HOSTILE_NAME, q="a b&c=d#e/f?")
+def test_any_subscriber_data_makes_a_well_formed_message_whose_links_it_cannot_steer(
+        property_template: MessageTemplate, name: str, q: str) -> None:
+    raw = property_template.personalise(Recipient("p@example.org", name, {"q": q}, "https://news.example.org/u/t", 1))
+    raw.decode("ascii")
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert not re.search(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n", head)
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, email.message.EmailMessage) and not message.defects
+    assert message["Bcc"] is None and len(message.get_all("Subject")) == 1
+    assert [a.addr_spec for a in message["To"].addresses] == ["p@example.org"]
+    body = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    hrefs = _Page(body).hrefs
+    page = next(h for h in hrefs if h.startswith("https://example.org/p?"))
+    buttons = {h for h in hrefs if h.startswith("https://example.org/b/")}
+    assert buttons == {"https://example.org/b/" + quote(q, safe="")}
+    n, _, rest = page.removeprefix("https://example.org/p?n=").partition("&q=")
+    assert SAFE_URL.fullmatch(n) and SAFE_URL.fullmatch(rest), page
+    assert (unquote(n), unquote(rest)) == (name, q)
+    assert "<script" not in body
 
 
 # --- through the real command line -----------------------------------------------------------------------
