@@ -1,13 +1,17 @@
 """One person's SES events: shown on request (GDPR access), erased on request (GDPR erasure)."""
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, func, or_, select
 
-from subscribers import Database, as_utc, normalise
+from subscribers import Address, Database, as_utc, display_address, normalise
 
-from .schema import events, sends
+from .schema import deliveries, events, inbound_errors, sends
+
+FORGOTTEN = "[forgotten]"
 
 
 def events_of(db: Database, email: str) -> list[dict[str, Any]]:
@@ -31,12 +35,39 @@ def _entry(row: Any) -> dict[str, Any]:
 
 
 def forget_events(db: Database, email: str) -> int:
-    """Erase the address, the raw payloads and the details (a DSN quotes the address) of its events.
+    """Erase the address wherever the mailer's tables hold it; the number of events erased.
 
-    What happened, when, and to which send stays, so a send's report keeps its counts.
+    Events: the address, the raw payloads and the details (a DSN quotes the address); what
+    happened, when, and to which send stays, so a send's report keeps its counts. Payloads
+    kept unread in inbound_errors that name the address are deleted (a raw body cannot be
+    trusted to be redacted), and a delivery's error text loses the address.
     """
     address = normalise(email, held=True)
+    spelled = _spellings(address)
     with db.begin() as conn:
         result = conn.execute(events.update().where(events.c.email_hash == address.hash)
                               .values(email=None, raw=None, detail={}))
+        for row in _naming(conn, inbound_errors, (inbound_errors.c.body, inbound_errors.c.error), address, spelled):
+            conn.execute(inbound_errors.delete().where(inbound_errors.c.id == row.id))
+        for row in _naming(conn, deliveries, (deliveries.c.error,), address, spelled):
+            conn.execute(deliveries.update().where(deliveries.c.id == row.id)
+                         .values(error=spelled.sub(FORGOTTEN, row.error)))
         return int(result.rowcount)
+
+
+def _spellings(address: Address) -> re.Pattern[str]:
+    """The address as a payload may write it, in any case: punycode or Unicode domain, and the
+    Unicode one JSON-escaped (\\u00fc)."""
+    shown = display_address(address.email)
+    forms = {address.email, shown, json.dumps(shown)[1:-1]}
+    return re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)), re.IGNORECASE)
+
+
+def _naming(conn: Connection, table: Any, columns: tuple[Any, ...], address: Address,
+            spelled: re.Pattern[str]) -> list[Any]:
+    """Rows whose text columns hold the address: narrowed in SQL by its local part (ASCII, so
+    lower() agrees on every database), then matched exactly here."""
+    local = address.key.rpartition("@")[0]
+    rows = conn.execute(select(table.c.id, *columns).where(
+        or_(*(func.lower(c).contains(local, autoescape=True) for c in columns))))
+    return [row for row in rows if any(spelled.search(getattr(row, c.name) or "") for c in columns)]

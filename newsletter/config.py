@@ -173,6 +173,10 @@ def _convert(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
         problem = secret_problem(out["secret"])
         if problem:
             errors.append(problem)
+    if isinstance(out.get("database_url"), str):
+        problem = _database_url_problem(out["database_url"])
+        if problem:
+            errors.append(problem)
     base = out.get("base_url")
     if base is not None and not str(base).startswith(("http://", "https://")):
         errors.append(f"base_url: must start with http:// or https://, not {base!r}")
@@ -199,6 +203,21 @@ def _names(key: str, value: Any, errors: list[str]) -> tuple[str, ...]:
         errors.append(f"{key}: must be a list of strings or a comma-separated string, not {value!r}")
         return ()
     return tuple(a.strip() for a in items if a.strip())
+
+
+def _database_url_problem(url: str) -> str | None:
+    """A URL SQLAlchemy would read otherwise than meant: an @ in the password ends it early, and the
+    rest of the password becomes the host name, which connection errors then print."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    try:
+        host = make_url(url).host or ""
+    except (ArgumentError, ValueError, TypeError):
+        return None  # opening it says why, with the password masked (subscribers.db)
+    if "@" in host:
+        return (f"database_url: {masked_url(url)!r} has more than one @ before the host; write an @ inside "
+                "the password as %40")
+    return None
 
 
 def _networks(names: tuple[str, ...], errors: list[str]) -> tuple[str, ...]:

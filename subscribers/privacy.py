@@ -74,7 +74,10 @@ def masked_url(url: str) -> str:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
     try:
-        shown = make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        # SQLAlchemy ends the password at its first @: "u:ab@cd@host" would show "cd" as the host.
+        shown = parsed.render_as_string(hide_password=True) if "@" not in (parsed.host or "") else ""
     except (ArgumentError, ValueError, TypeError):
-        shown = _PASSWORD.sub(r"\1***@\3", url)
+        shown = ""
+    shown = shown or _PASSWORD.sub(r"\1***@\3", url)
     return _QUERY_PASSWORD.sub(r"\1***", shown)

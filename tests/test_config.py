@@ -371,3 +371,13 @@ def test_masked_url_hides_the_password(url: str, shown: str) -> None:
     from newsletter.config import hide_passwords, masked_url
     assert masked_url(url) == shown
     assert "pg-pass-word" not in hide_passwords(f"could not open {url!r}; also {url}")
+
+
+def test_a_database_url_with_an_unencoded_at_in_its_password_is_refused_masked(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    message = config_error(None, {"NEWSLETTER_DATABASE_URL": "postgresql+psycopg://news:ab@cd-secret@db/news"})
+    assert "%40" in message and "postgresql+psycopg://news:***@db/news" in message
+    assert "cd-secret" not in message
+    encoded = load_settings(None, {"NEWSLETTER_DATABASE_URL": "postgresql+psycopg://news:ab%40cd@db/news"})
+    assert encoded.database_url.endswith("ab%40cd@db/news")
