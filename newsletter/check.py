@@ -16,7 +16,12 @@ def check_file(path: Path, settings: Settings) -> list[Finding]:
         issue = load_issue(path)
     except IssueInvalid as exc:
         return findings_from_invalid(exc)
-    findings = check_issue(issue, render_configured(issue, settings), settings.check_clients)
+    try:
+        rendered = render_configured(issue, settings)
+    except IssueInvalid as exc:  # found while rendering (a merge field as a link's address): still one report
+        findings = findings_from_invalid(exc)
+    else:
+        findings = check_issue(issue, rendered, settings.check_clients)
     return sorted([*findings, *_base_url(path, settings)], key=lambda f: (f.level != "error", f.line, f.rule))
 
 
