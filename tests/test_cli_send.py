@@ -31,6 +31,7 @@ from .conftest import ISSUES
 
 NEWSLETTER = Path(sys.executable).parent / "newsletter"  # /work/main/.venv/bin/newsletter here
 BASE = "https://news.example.org"
+SECRET = "test-only-signing-key-of-test-cli-send-4Rb8"
 REPORT_KEYS = {"id", "issue", "list", "segment", "state", "recipients", "sent", "failed", "pending", "unknown",
                "skipped", "delivered", "bounced_hard", "bounced_soft", "complained", "unsubscribed"}
 N = 7  # subscribers on the list
@@ -57,7 +58,7 @@ def env(db_url: str, outbox: Path) -> dict[str, str]:
         "NEWSLETTER_TRANSPORT": "file",
         "NEWSLETTER_OUTBOX": str(outbox),
         "NEWSLETTER_FROM": "News <news@example.org>",
-        "NEWSLETTER_SECRET": "test-only-signing-key-of-test-cli-send-4Rb8",
+        "NEWSLETTER_SECRET": SECRET,
         "NEWSLETTER_BASE_URL": BASE,
     }
 
@@ -196,7 +197,7 @@ def test_send_yes_mails_each_subscriber_once_and_a_second_run_sends_nothing(cli,
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         (url,) = re.findall(r"<([^>]+)>", str(message["List-Unsubscribe"]))
         assert url.startswith(f"{BASE}/u/")
-        target = subs.Tokens("k").read_unsubscribe(url.rsplit("/", 1)[1])
+        target = subs.Tokens(SECRET).read_unsubscribe(url.rsplit("/", 1)[1])
         assert not target.is_proof
         body = message.get_body(("html",)).get_content()
         assert f"Town{i}" in body and f'href="{url}"' in body
@@ -286,7 +287,7 @@ def test_test_send_writes_proofs_and_no_ledger_rows(cli, db, members, issues, ou
     assert recipients(outbox) == ["a@example.org", "b@example.org"]
     for message in eml(outbox):
         (url,) = re.findall(r"<([^>]+)>", str(message["List-Unsubscribe"]))
-        assert subs.Tokens("k").read_unsubscribe(url.rsplit("/", 1)[1]).is_proof
+        assert subs.Tokens(SECRET).read_unsubscribe(url.rsplit("/", 1)[1]).is_proof
     assert ledger_rows(db) == 0
     assert json.loads(ok(cli("report", "2021-01", "--json"))) == []
 
