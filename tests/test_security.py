@@ -505,5 +505,7 @@ def test_forget_erases_the_address_from_every_table(site: Site, rendered: Any, k
     assert _count(site.db, "events") == 1  # what happened stays, for reports
     assert "[forgotten]" in after["deliveries"] and "mailbox unavailable" in after["deliveries"]
     assert subs.normalise(TYPED).hash in after["suppressions"]  # the hash stays, so it is never mailed again
+    assert subs.normalise(TYPED).hash in before["signup_attempts"]
+    assert subs.normalise(TYPED).hash not in after["signup_attempts"]  # no trace of the form's use either
     shown = newsletter(["subscribers", "show", TYPED, "--json"], cli_env(db_url), tmp_path, check=False)
     assert shown.returncode == 1 and "suppressed" in shown.stderr
