@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
-from .merge import EXPRESSION, TOKEN_RE
+from .merge import EXPRESSION, TOKEN_RE, address_problem
 
 SAFE_SCHEMES = ("http", "https", "mailto")
 
@@ -23,6 +23,9 @@ class BlockFields(BaseModel):
 
 def _url(value: str) -> str:
     value = value.strip()
+    problem = address_problem(value)  # a subscriber's field must never be where a link goes
+    if problem:
+        raise ValueError(problem)
     # Merge fields may sit inside a URL; judge the URL with them removed.
     bare = TOKEN_RE.sub("x", EXPRESSION.sub("x", value))
     scheme = urlsplit(bare).scheme.lower()
