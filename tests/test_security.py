@@ -509,3 +509,22 @@ def test_forget_erases_the_address_from_every_table(site: Site, rendered: Any, k
     assert subs.normalise(TYPED).hash not in after["signup_attempts"]  # no trace of the form's use either
     shown = newsletter(["subscribers", "show", TYPED, "--json"], cli_env(db_url), tmp_path, check=False)
     assert shown.returncode == 1 and "suppressed" in shown.stderr
+
+
+def test_the_sign_up_queue_refuses_when_full_and_finishes_what_it_took_at_shutdown() -> None:
+    from newsletter.web.signups import SignUpRequest, SignUps
+    started, release, done = threading.Event(), threading.Event(), []
+
+    def work(request: SignUpRequest) -> None:
+        started.set()
+        release.wait(10)
+        done.append(request.email)
+    queue = SignUps(work, capacity=1)
+    assert queue.submit(SignUpRequest("a@example.org", "news", ""))
+    assert started.wait(10)  # the thread holds the first: the queue itself is empty
+    assert queue.submit(SignUpRequest("b@example.org", "news", ""))
+    assert not queue.submit(SignUpRequest("c@example.org", "news", ""))  # the form answers 503
+    assert not queue.wait_idle(0.05)
+    release.set()
+    queue.stop(timeout=10)
+    assert done == ["a@example.org", "b@example.org"] and queue.wait_idle(0)
