@@ -28,6 +28,15 @@ class RateLimiter:
         self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
         self._last = now
 
+    def try_acquire(self) -> bool:
+        """Take a token if one is there now; never waits."""
+        with self._lock:
+            self._refill()
+            if self._tokens >= 1 - 1e-9:
+                self._tokens -= 1
+                return True
+            return False
+
     def acquire(self) -> None:
         while True:
             with self._lock:

@@ -194,30 +194,47 @@ class _Sender:
     tags: dict[str, str]
     sleep: Callable[[float], None] = time.sleep
 
-    def deliver(self, job: _Job) -> _Report:
+    def deliver(self, job: _Job, writer: ledger.Writer,
+                last: Outcome | None = None) -> tuple[_Report, Outcome | None]:
+        """Mail one job. `last`: this worker's previous outcome, not yet durable; it is written
+        before this job's transport call (with the mark, in one transaction, when nothing waits).
+        Returns the report and this job's outcome if it still has to be written."""
         try:
             raw = self.template.personalise(job.recipient)
         except Exception as exc:  # noqa: BLE001  (a bad merge value or address fails this one recipient)
-            ledger.record(self.db, [Outcome(job.delivery_id, "failed", error=f"message could not be made: {exc}",
-                                            was="pending")])
-            return _Report("failed")
+            failed = Outcome(job.delivery_id, "failed", error=f"message could not be made: {exc}", was="pending")
+            writer.record([o for o in (last, failed) if o is not None])
+            return _Report("failed"), None
         tags = {**self.tags, "delivery_id": str(job.delivery_id),
                 "subscriber_id": str(job.recipient.subscriber_id)}
         report = _Report("pending")
         for attempt in range(MAX_ATTEMPTS):
             if self.stop.is_set():
-                return report  # not (or no longer) attempted: the row is pending, still ours until the run ends
-            self.limiter.acquire()
-            if not ledger.mark_sending(self.db, job.delivery_id, self.run_id):
-                return _Report("lost")  # our claim lapsed and another run took the row: it is theirs
+                writer.record([last] if last else [])
+                return report, None  # not (or no longer) attempted: pending, still ours until the run ends
+            if not self._mark(job, writer, last):
+                return _Report("lost"), None  # our claim lapsed and another run took the row: it is theirs
+            last = None
             report.attempts += 1
             outcome, report = self._call(job, raw, tags, report)
-            ledger.record(self.db, [outcome])  # durable before this worker's next call
-            if report.state != "pending" or not report.error or not report.error.retryable:
-                return report
+            if report.state != "pending":
+                return report, outcome  # written before this worker's next call
+            writer.record([outcome])
+            if not report.error or not report.error.retryable:
+                return report, None
             self.sleep(min(30.0, 0.5 * 2 ** attempt) * (0.5 + random.random()))  # backoff with jitter
         ledger.give_back(self.db, job.delivery_id)
-        return report  # still refused for now after every attempt: pending, counted as an error
+        return report, None  # still refused for now after every attempt: pending, counted as an error
+
+    def _mark(self, job: _Job, writer: ledger.Writer, last: Outcome | None) -> bool:
+        """Mark the row `sending` at the limiter's pace, the last outcome made durable first."""
+        try_acquire = getattr(self.limiter, "try_acquire", None)
+        if last is not None and try_acquire is not None and try_acquire():
+            return writer.record_and_mark(last, job.delivery_id, self.run_id)
+        if last is not None:  # waiting for the limiter: do not hold an outcome meanwhile
+            writer.record([last])
+        self.limiter.acquire()
+        return writer.record_and_mark(None, job.delivery_id, self.run_id)
 
     def _call(self, job: _Job, raw: bytes, tags: dict[str, str], report: _Report) -> tuple[Outcome, _Report]:
         try:
@@ -280,6 +297,9 @@ class _Run:
         self.jobs: queue.Queue[_Job | None] = queue.Queue()
         self.reports: queue.SimpleQueue[_Report] = queue.SimpleQueue()
         self.outstanding = 0  # jobs handed to workers, not yet reported
+        self.wake = threading.Event()
+        # Refill when the jobs waiting fall to this: every worker still has one to take.
+        self.low_water = max(workers, claim_size // 2 - workers)
         self.exhausted = False
         self.beaten = self.shown = time.monotonic()
 
@@ -289,13 +309,15 @@ class _Run:
             thread.start()
         try:
             while True:
-                if not self.sender.stop.is_set() and not self.exhausted and self.outstanding < self.claim_size:
+                # Refill at half: claiming after every finished message costs a claim and a
+                # look-up of the audience per message (most of the sender's own CPU).
+                if not self.sender.stop.is_set() and not self.exhausted and self.outstanding <= self.claim_size // 2:
                     self._feed()
                 if not self.outstanding:
                     if self.exhausted or self.sender.stop.is_set():
                         break
                     continue  # a claim whose people all left: claim the next rows
-                self._collect(timeout=0.25)
+                self._collect()
                 self._beat()
         except KeyboardInterrupt:
             self.result.stopped = "interrupted; run the same command again to resume"
@@ -308,17 +330,39 @@ class _Run:
                     thread.join(0.25)
                     self._beat()
             while self.outstanding:
-                self._collect(timeout=0.25)
+                self._collect()
             self._show(force=True)
 
     def _work(self) -> None:
-        while (job := self.jobs.get()) is not None:
+        last: Outcome | None = None  # this worker's last outcome, written with its next mark
+        writer = ledger.Writer(self.db)
+        try:
+            while True:
+                try:
+                    job = self.jobs.get_nowait()
+                except queue.Empty:  # nothing waiting: write the last outcome now, not when work comes
+                    if last is not None:
+                        writer.record([last])
+                        last = None
+                    job = self.jobs.get()
+                if job is None:
+                    break
+                try:
+                    report, last = (self.sender.deliver(job, writer, last) if not self.sender.stop.is_set()
+                                    else (_Report("pending"), last))
+                except BaseException as exc:  # noqa: BLE001  (the database gave up: stop; what is unknown stays so)
+                    self.sender.stop.set()
+                    report, last = _Report("pending", unexpected=exc), None
+                self.reports.put(report)
+                if self.jobs.qsize() <= self.low_water or self.sender.stop.is_set():
+                    self.wake.set()  # the queue is low (the run refills it) or the run is stopping
+        finally:
             try:
-                report = self.sender.deliver(job) if not self.sender.stop.is_set() else _Report("pending")
-            except BaseException as exc:  # noqa: BLE001  (the database gave up: stop; what is unknown stays so)
-                self.sender.stop.set()
-                report = _Report("pending", unexpected=exc)
-            self.reports.put(report)
+                if last is not None:
+                    writer.record([last])
+            finally:
+                writer.close()
+                self.wake.set()
 
     def _beat(self) -> None:
         if time.monotonic() - self.beaten > ledger.HEARTBEAT:
@@ -361,17 +405,16 @@ class _Run:
         else:
             self.exhausted = True
 
-    def _collect(self, timeout: float) -> None:
-        try:
-            reports = [self.reports.get(timeout=timeout)]
-        except queue.Empty:
-            return
+    def _collect(self) -> None:
+        """Count what the workers reported. Workers wake this thread only when the queue of jobs runs
+        low or they stop, or it wakes by itself to show progress: not once per message."""
+        self.wake.wait(0.25)
+        self.wake.clear()
         while True:
             try:
-                reports.append(self.reports.get_nowait())
+                report = self.reports.get_nowait()
             except queue.Empty:
                 break
-        for report in reports:
             self.outstanding -= 1
             self._tally(report)
         self._show()
