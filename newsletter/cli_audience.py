@@ -97,24 +97,34 @@ def subscribers_add(obj: Obj, email: str, list_name: str, name: str, fields: tup
 @subscribers.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--list", "list_name", required=True, help="The list to import into.")
+@click.option("--format", "format_name", default="auto", show_default=True,
+              type=click.Choice(["auto", "plain", "mailchimp", "listmonk", "sendy", "substack"]),
+              help="Whose export FILE is; auto recognises it by its header.")
 @click.option("--dry-run", is_flag=True, help="Report what would happen; write nothing.")
 @click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path),
               help="Write rejected rows here as CSV, with line number and reason.")
 @click.pass_obj
 @edge
-def subscribers_import(obj: Obj, file: Path, list_name: str, dry_run: bool, rejects: Path | None) -> None:
-    """Import FILE.csv (column `email`; `name`, `first_name`, `last_name`; others become fields)."""
+def subscribers_import(obj: Obj, file: Path, list_name: str, format_name: str, dry_run: bool,
+                       rejects: Path | None) -> None:
+    """Import FILE.csv: a plain CSV (column `email`; `name`, `first_name`, `last_name`; others become
+    fields) or an export of Mailchimp, listmonk, Sendy or Substack, whose statuses are kept."""
     from subscribers import import_csv
 
     from .progress import byte_progress
     database = obj.db
     with byte_progress(f"Importing {file.name}", file) as advance:
-        report = import_csv(database, file, list_name, dry_run=dry_run, rejects_path=rejects, on_progress=advance)
+        report = import_csv(database, file, list_name, format=format_name, dry_run=dry_run, rejects_path=rejects,
+                            on_progress=advance)
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(report.summary())
-    if rejects is not None and report.rejected:
-        click.echo(f"Rejected rows written to {rejects}")
+    if report.rejected:
+        # Exit 0: the rest was imported. But say it, so a rejected row is never missed.
+        where = f"they are in {rejects}" if rejects is not None else \
+            "run it again with --rejects FILE to get each row with its reason"
+        verb = "would not be" if dry_run else "were not"
+        click.echo(f"{report.rejected} rows {verb} imported ({where}).")
 
 
 @subscribers.command("export")

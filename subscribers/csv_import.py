@@ -1,12 +1,15 @@
 """`subscribers import`: a CSV file into a list, streamed, in short transactions.
 
-The file is first read whole as CSV (malformed records and a bad header stop
-the import before anything is written), then parsed and written in batches
-of BATCH rows, each its own transaction (one query per batch for each of
-suppression, existing subscribers and memberships): a million rows take
-seconds, memory stays flat, and other writers (a send, the event poller, an
-unsubscribe) get the database between batches instead of waiting for the
-whole file. A busy database is waited out (run_in_transaction).
+The file's header decides how it is read (formats.py: a plain CSV, or the
+export of Mailchimp, listmonk, Sendy or Substack; `auto` recognises them),
+and every format's rows take this one path. The file is first read whole as
+CSV (malformed records and a bad header stop the import before anything is
+written), then parsed and written in batches of BATCH rows, each its own
+transaction (one query per batch for each of suppression, existing
+subscribers and memberships): a million rows take seconds, memory stays
+flat, and other writers (a send, the event poller, an unsubscribe) get the
+database between batches instead of waiting for the whole file. A busy
+database is waited out (run_in_transaction).
 
 A failure part-way (ImportIncomplete) leaves the batches already committed;
 running the same import again finishes it, since an import converges: rows
@@ -14,8 +17,12 @@ already imported count as unchanged. `--dry-run` classifies each batch in a
 read-only transaction and writes nothing; its counts are exact, because a
 row's outcome depends only on its own address's records, which earlier
 batches of the same file do not touch (a later duplicate only merges into
-the first row and is counted as a duplicate). Nobody who unsubscribed or is
-suppressed is ever put back on the list.
+the first row and is counted as a duplicate).
+
+Nobody who unsubscribed or is suppressed is ever put back on the list, and
+nobody a file says left or was removed there is subscribed here: they are
+recorded as unsubscribed from the list (and suppressed, when the tool
+bounced them or they reported spam), whichever order the files come in.
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ import csv
 import datetime as dt
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,22 +41,20 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .addresses import Address, try_normalise
 from .csv_files import CsvSource, atomic_writer, check_structure, inspect_file, rows
-from .db import NOW, Database, as_utc, bulk_execute, bulk_insert, in_values, run_in_transaction, utcnow
+from .db import NOW, Database, bulk_execute, bulk_insert, in_values, run_in_transaction, utcnow
 from .errors import ImportFailed, ImportIncomplete, SubscribersError
+from .formats import SKIPPED, SUBSCRIBED, SUPPRESSED, UNSUBSCRIBED, Header, Options, Reader, Reject, choose
 from .lists import MailingList, get_list
-from .people import field_name, full_name, merged
+from .people import merged
 from .schema import memberships, subscribers
-from .suppression import any_suppressed, suppressed_hashes
+from .suppression import any_suppressed, suppress_many, suppressed_hashes
 
 # Rows a transaction: ~0.1 s of writing here, so the write lock is free again within a
 # fraction of a second for a send, the poller or an unsubscribe (SQLite has one writer).
 BATCH = 5000
-EMAIL_COLUMNS = ("email", "email_address", "e-mail", "e-mail_address")
-NAME_COLUMN = "name"
-# Columns `export` writes that are not custom fields.
-STATUS_COLUMN = "status"
-TIME_COLUMNS = ("subscribed_at", "unsubscribed_at")
-STATUSES_IN_FILES = ("subscribed", "unconfirmed", "unsubscribed")
+# The outcome groups of the summary, each with its reasons.
+REJECTED, LEFT, BLOCKED, NOT_IMPORTED = "rejected", "skipped (unsubscribed)", "skipped (suppressed)", "skipped (other)"
+TOP_REASONS = 3
 
 
 @dataclass
@@ -61,21 +67,47 @@ class ImportReport:
     rejected: int = 0
     skipped_unsubscribed: int = 0
     skipped_suppressed: int = 0
+    skipped_other: int = 0
     duplicates: int = 0
     dry_run: bool = False
+    format: str = "plain"
+    format_label: str = "plain CSV"
+    format_why: str = ""
     warnings: list[str] = field(default_factory=list)
+    reasons: dict[str, Counter[str]] = field(default_factory=dict)  # group -> reason -> rows
 
     def summary(self) -> str:
-        verb = "would be" if self.dry_run else ""
+        """What the import did: how it read the file, the counts, then each group's top reasons."""
+        head = f"{self.rows} rows {'would be ' if self.dry_run else ''}imported into {self.list_name!r}"
         parts = [
             f"{self.added} added", f"{self.updated} updated", f"{self.unchanged} unchanged",
             f"{self.rejected} rejected", f"{self.skipped_unsubscribed} skipped (unsubscribed)",
             f"{self.skipped_suppressed} skipped (suppressed)",
         ]
+        if self.skipped_other:
+            parts.append(f"{self.skipped_other} skipped (other)")
         if self.duplicates:
             parts.append(f"{self.duplicates} duplicate rows merged")
-        head = f"{self.rows} rows {verb + ' ' if verb else ''}imported into {self.list_name!r}".replace("  ", " ")
-        return f"{head}: " + ", ".join(parts) + (" (dry run: nothing was written)" if self.dry_run else "")
+        lines = [f"Read as {self.format_label} ({self.format_why})." if self.format_why else "",
+                 f"{head}: " + ", ".join(parts)]
+        lines += [f"  {self._count(group)} {group}: {self.top(group)}"
+                  for group in (REJECTED, LEFT, BLOCKED, NOT_IMPORTED) if self.reasons.get(group)]
+        if self.dry_run:
+            lines.append("Dry run: nothing was written.")
+        return "\n".join(line for line in lines if line)
+
+    def top(self, group: str) -> str:
+        """'9 invalid address, 3 no email' (the commonest reasons, then how many others)."""
+        counts = self.reasons.get(group, Counter()).most_common()
+        shown = [f"{n} {reason}" for reason, n in counts[:TOP_REASONS]]
+        rest = sum(n for _, n in counts[TOP_REASONS:])
+        return ", ".join(shown + ([f"{rest} other"] if rest else []))
+
+    def _count(self, group: str) -> int:
+        return sum(self.reasons.get(group, Counter()).values())
+
+    def note(self, group: str, reason: str, n: int = 1) -> None:
+        self.reasons.setdefault(group, Counter())[reason] += n
 
 
 @dataclass
@@ -83,10 +115,26 @@ class _Record:
     line: int
     address: Address
     name: str
-    fields: dict[str, str]
-    status: str  # subscribed, unconfirmed or unsubscribed (from an exported file)
+    fields: dict[str, Any]
+    status: str  # formats.py: subscribed, unconfirmed, unsubscribed, suppressed or skipped
+    reason: str
     times: dict[str, dt.datetime]
     repeat: bool = False  # its address came earlier in the file, in a batch already written
+
+    @property
+    def membership(self) -> str:
+        """The status its membership is written with: a suppressed person has left the list too."""
+        return UNSUBSCRIBED if self.status == SUPPRESSED else self.status
+
+    @property
+    def leaving(self) -> bool:
+        return self.status in (UNSUBSCRIBED, SUPPRESSED)
+
+
+# A person a file says left is recorded so; these are what the summary says when the file gives no why.
+_LEFT_IN_FILE = "unsubscribed in the file"
+_LEFT_HERE = "had unsubscribed from this list"
+_SUPPRESSED_HERE = "suppressed here"
 
 
 @dataclass
@@ -95,12 +143,20 @@ class _Tally:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
-    skipped_unsubscribed: int = 0
-    skipped_suppressed: int = 0
+    reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def add_to(self, report: ImportReport) -> None:
-        for name in ("added", "updated", "unchanged", "skipped_unsubscribed", "skipped_suppressed"):
-            setattr(report, name, getattr(report, name) + getattr(self, name))
+        report.added += self.added
+        report.updated += self.updated
+        report.unchanged += self.unchanged
+        for (group, reason), n in self.reasons.items():
+            report.note(group, reason, n)
+            if group == LEFT:
+                report.skipped_unsubscribed += n
+            elif group == BLOCKED:
+                report.skipped_suppressed += n
+            else:
+                report.skipped_other += n
 
 
 @dataclass
@@ -110,47 +166,21 @@ class _Plan:
     changed_people: list[dict[str, Any]] = field(default_factory=list)
     new_members: list[tuple[int, _Record]] = field(default_factory=list)
     leaving: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class _Columns:
-    header: list[str]
-    email: int
-    name: int | None
-    status: int | None
-    times: dict[str, int]
-    fields: list[tuple[int, str]]
-
-
-def _columns(header: list[str], source: CsvSource) -> _Columns:
-    names = [field_name(h) for h in header]
-    email = next((names.index(c) for c in EMAIL_COLUMNS if c in names), None)
-    if email is None:
-        raise ImportFailed(f"{source.path}: no email column (columns: {', '.join(h.strip() for h in header)})")
-    dupes = sorted({n for n in names if n and names.count(n) > 1})
-    if dupes:
-        raise ImportFailed(f"{source.path}: column names appear twice: {', '.join(dupes)}")
-    reserved = {names[email], NAME_COLUMN, STATUS_COLUMN, *TIME_COLUMNS}
-    return _Columns(
-        header=header, email=email,
-        name=names.index(NAME_COLUMN) if NAME_COLUMN in names else None,
-        status=names.index(STATUS_COLUMN) if STATUS_COLUMN in names else None,
-        times={c: names.index(c) for c in TIME_COLUMNS if c in names},
-        fields=[(i, n) for i, n in enumerate(names) if n and n not in reserved],
-    )
+    suppress: list[_Record] = field(default_factory=list)
 
 
 class _Rejects:
     """Rejected rows, as they were, with line number and reason; spooled to disk."""
 
-    def __init__(self) -> None:
+    def __init__(self, report: ImportReport) -> None:
         self.spool = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")
         self.writer = csv.writer(self.spool)
-        self.count = 0
+        self.report = report
 
-    def add(self, line: int, cells: list[str], reason: str) -> None:
-        self.count += 1
-        self.writer.writerow([line, reason, *cells])
+    def add(self, line: int, cells: list[str], kind: str, message: str) -> None:
+        self.report.rejected += 1
+        self.report.note(REJECTED, kind)
+        self.writer.writerow([line, message, *cells])
 
     def save(self, path: Path, header: list[str]) -> None:
         self.spool.seek(0)
@@ -160,21 +190,25 @@ class _Rejects:
             writer.writerows(csv.reader(self.spool))
 
 
-def import_csv(db: Database, path: Path, list_name: str, *, dry_run: bool = False,
+def import_csv(db: Database, path: Path, list_name: str, *, format: str = "auto", dry_run: bool = False,
                rejects_path: Path | None = None, on_progress: Callable[[int, int], None] | None = None,
                ) -> ImportReport:
-    """Import `path` into the list; raises ImportFailed (nothing changed) or ImportIncomplete."""
+    """Import `path` into the list; raises ImportFailed (nothing changed) or ImportIncomplete.
+
+    `format`: auto, plain, mailchimp, listmonk, sendy or substack (formats.py).
+    """
     source = inspect_file(path)
     if rejects_path is not None and not os.access(rejects_path.parent or Path("."), os.W_OK):
         # Checked first: the import must not succeed and then fail to report its rejects.
         raise ImportFailed(f"{rejects_path}: cannot write the rejects file there (no such folder, or read-only)")
-    run_in_transaction(db, lambda conn: get_list(conn, list_name), read_only=True)  # a typo fails first
+    # A typo in the list's name fails first; its opt-in decides what "unconfirmed" in another tool becomes.
+    mailing_list = run_in_transaction(db, lambda conn: get_list(conn, list_name), read_only=True)
     check_structure(source)
     report = ImportReport(list_name=list_name, dry_run=dry_run, warnings=list(source.warnings))
-    rejects = _Rejects()
+    rejects = _Rejects(report)
     progress = (lambda done: on_progress(done, source.size)) if on_progress else None
-    header = _Import(db, source, list_name, report, rejects, dry_run).run(progress)
-    report.rejected = rejects.count
+    job = _Import(db, source, list_name, report, rejects, dry_run)
+    header = job.run(format, Options(double_opt_in=mailing_list.double_opt_in), progress)
     if rejects_path is not None:
         rejects.save(rejects_path, header)
     return report
@@ -190,9 +224,9 @@ class _Import:
         self.rows_written = 0  # rows of the file whose batches are committed
         self.line = 0
 
-    def run(self, progress: Callable[[int], None] | None) -> list[str]:
+    def run(self, format: str, options: Options, progress: Callable[[int], None] | None) -> list[str]:
         try:
-            return self._batches(progress)
+            return self._batches(format, options, progress)
         except (SubscribersError, SQLAlchemyError, OSError) as exc:
             if not self.rows_written:
                 raise  # nothing was committed: the error as it is
@@ -201,19 +235,31 @@ class _Import:
                 f"The first {self.rows_written:,} rows were imported and stay imported; run the same import "
                 "again to finish it (rows already imported are left as they are)", self.rows_written) from None
 
-    def _batches(self, progress: Callable[[int], None] | None) -> list[str]:
+    def _reader(self, cells: list[str], format: str, options: Options) -> Reader:
+        header = Header.of(cells)
+        choice = choose(header, format, self.source.path)
+        self.report.format, self.report.format_label = choice.format.name, choice.format.label
+        self.report.format_why = choice.why
+        if header.repeats:
+            self.report.warnings.append(
+                f"{self.source.path}: column names written more than once: {', '.join(header.repeats)}; "
+                "the first column of each name is read, the others are left out")
+        return choice.format.make(header, options)
+
+    def _batches(self, format: str, options: Options, progress: Callable[[int], None] | None) -> list[str]:
         records = rows(self.source, progress)
         first = next(records, None)
         if first is None:
             raise ImportFailed(f"{self.source.path}: the file is empty (a header row with an email column is needed)")
-        columns = _columns(first[1], self.source)
+        header = first[1]
+        read = self._reader(header, format, options)
         batch: dict[str, _Record] = {}
         seen: set[str] = set()
         report = self.report
         for line, cells in records:
             self.line = line
             report.rows += 1
-            record = _parse(line, cells, columns, self.rejects)
+            record = _parse(line, cells, len(header), read, self.rejects)
             if record is None:
                 continue
             key = record.address.key
@@ -232,7 +278,7 @@ class _Import:
                 self._commit(batch)
                 batch = {}
         self._commit(batch)
-        return columns.header
+        return header
 
     def _commit(self, batch: dict[str, _Record]) -> None:
         if batch:
@@ -254,49 +300,36 @@ class _Import:
         return tally
 
 
-def _parse(line: int, cells: list[str], columns: _Columns, rejects: _Rejects) -> _Record | None:
+def _parse(line: int, cells: list[str], width: int, read: Reader, rejects: _Rejects) -> _Record | None:
     """One row to a record, or None after rejecting it. Hot: a million calls an import."""
-    width = len(columns.header)
     if len(cells) != width:
         if len(cells) > width and any(c.strip() for c in cells[width:]):
-            rejects.add(line, cells, f"{len(cells)} values but the header has {width} columns")
+            rejects.add(line, cells, "too many values", f"{len(cells)} values but the header has {width} columns")
             return None
         cells = (cells + [""] * width)[:width]
-    address = try_normalise(cells[columns.email])
+    row = read(cells)
+    if isinstance(row, Reject):
+        rejects.add(line, cells, row.kind, row.message)
+        return None
+    if not row.email.strip():
+        rejects.add(line, cells, "no email", "the email address is empty")
+        return None
+    address = try_normalise(row.email)
     if isinstance(address, str):
-        rejects.add(line, cells, address)
+        rejects.add(line, cells, "unusable address" if "cannot be used" in address else "invalid address", address)
         return None
-    status = cells[columns.status].strip().lower() if columns.status is not None else ""
-    if status and status not in STATUSES_IN_FILES:
-        rejects.add(line, cells, f"unknown status {status!r} (known: {', '.join(STATUSES_IN_FILES)})")
-        return None
-    fields = {}
-    for i, key in columns.fields:
-        if value := cells[i].strip():
-            fields[key] = value
-    times = _times(cells, columns) if columns.times else {}
-    if times is None:
-        rejects.add(line, cells, "subscribed_at/unsubscribed_at: not an ISO date and time")
-        return None
-    name = cells[columns.name].strip() if columns.name is not None else ""
-    return _Record(line, address, name or full_name("", fields), fields, status or "subscribed", times)
+    return _Record(line, address, row.name, row.fields, row.status, row.reason, row.times)
 
 
-def _times(cells: list[str], columns: _Columns) -> dict[str, dt.datetime] | None:
-    times = {}
-    for key, i in columns.times.items():
-        if stamp := cells[i].strip():
-            try:
-                times[key] = as_utc(dt.datetime.fromisoformat(stamp))
-            except ValueError:
-                return None
-    return times
+# Which status a person ends with when a file names them twice: whoever left or was removed stays so.
+_WEIGHT = {SKIPPED: 0, "unconfirmed": 1, SUBSCRIBED: 1, UNSUBSCRIBED: 2, SUPPRESSED: 3}
 
 
 def _merge_into(first: _Record, later: _Record) -> None:
     first.name, first.fields = merged(first.name, first.fields, later.name, later.fields)
-    if later.status == "unsubscribed":  # leaving always wins
-        first.status = "unsubscribed"
+    if _WEIGHT[later.status] > _WEIGHT[first.status]:
+        first.status, first.reason = later.status, later.reason
+        first.times = later.times or first.times
 
 
 def _classify(conn: Connection, mailing_list: MailingList, batch: dict[str, _Record], tally: _Tally) -> _Plan:
@@ -321,32 +354,58 @@ def _classify(conn: Connection, mailing_list: MailingList, batch: dict[str, _Rec
         # A repeat's outcome was counted with its first row: count it in a tally nobody reads.
         counts = _Tally() if record.repeat else tally
         if record.address.hash in blocked:
-            counts.skipped_suppressed += 1
-        elif status == "unsubscribed":
-            counts.skipped_unsubscribed += 1  # never put back: the law, not a preference
-        elif row is None:
-            plan.new_people.append(record)
-            _count_new(counts, record)
-        else:
-            name, fields = merged(row.name, row.fields, record.name, record.fields)
-            changed = (name, fields) != (row.name, row.fields)
-            if changed:
-                plan.changed_people.append({"b_id": row.id, "name": name, "fields": fields})
-            if status is None:
-                plan.new_members.append((row.id, record))
-                _count_new(counts, record)
-            elif record.status == "unsubscribed":
-                plan.leaving.append({"b_id": row.id})
-                counts.updated += 1
+            counts.reasons[BLOCKED, _SUPPRESSED_HERE] += 1  # never put back, nor a forgotten record re-made
+        elif record.status == SKIPPED:
+            counts.reasons[NOT_IMPORTED, record.reason] += 1
+        elif status == UNSUBSCRIBED:
+            # Never put back: the law, not a preference. Removed there too: suppressed as well.
+            if record.status == SUPPRESSED:
+                plan.suppress.append(record)
+                counts.reasons[BLOCKED, record.reason] += 1
             else:
-                counts.updated += changed
-                counts.unchanged += not changed
+                counts.reasons[LEFT, _LEFT_HERE] += 1
+        else:
+            _classify_one(plan, counts, record, row, status)
     return plan
 
 
+def _classify_one(plan: _Plan, counts: _Tally, record: _Record, row: Any, status: str | None) -> None:
+    """A row the guard lets through: someone new, new to the list, or on it and not unsubscribed."""
+    if record.status == SUPPRESSED:
+        plan.suppress.append(record)
+    if row is None:
+        plan.new_people.append(record)
+        _count_new(counts, record)
+        return
+    name, fields = merged(row.name, row.fields, record.name, record.fields)
+    changed = (name, fields) != (row.name, row.fields)
+    if changed:
+        plan.changed_people.append({"b_id": row.id, "name": name, "fields": fields})
+    if status is None:
+        plan.new_members.append((row.id, record))
+        _count_new(counts, record)
+    elif record.leaving:
+        plan.leaving.append({"b_id": row.id})
+        _count_new(counts, record)
+    else:
+        counts.updated += changed
+        counts.unchanged += not changed
+
+
+def _count_new(tally: _Tally, record: _Record) -> None:
+    # A row a file marks as having left is recorded as such, never added.
+    if record.status == SUPPRESSED:
+        tally.reasons[BLOCKED, record.reason] += 1
+    elif record.status == UNSUBSCRIBED:
+        tally.reasons[LEFT, record.reason or _LEFT_IN_FILE] += 1
+    else:
+        tally.added += 1
+
+
 def _apply(conn: Connection, mailing_list: MailingList, plan: _Plan) -> None:
-    """At most four bulk writes."""
+    """At most five bulk writes."""
     new_people, new_members, leaving = plan.new_people, list(plan.new_members), plan.leaving
+    suppress_many(conn, [(r.address, r.reason) for r in plan.suppress], "import")
     if new_people:
         bulk_insert(conn, subscribers, [{"email": r.address.email, "email_key": r.address.key,
                                          "name": r.name, "fields": r.fields} for r in new_people],
@@ -359,7 +418,7 @@ def _apply(conn: Connection, mailing_list: MailingList, plan: _Plan) -> None:
     if leaving:
         conn.execute(memberships.update().where(
             memberships.c.list_id == mailing_list.id, memberships.c.subscriber_id == bindparam("b_id"),
-        ).values(status="unsubscribed", source="import", unsubscribed_at=_NOW, updated_at=_NOW), leaving)
+        ).values(status=UNSUBSCRIBED, source="import", unsubscribed_at=_NOW, updated_at=_NOW), leaving)
 
 
 # Bulk writes take their timestamps from the database clock: binding a Python
@@ -375,30 +434,22 @@ def _insert_memberships(conn: Connection, mailing_list: MailingList, members: li
         if record.times:
             dated.append(_membership(subscriber_id, record))
         else:
-            by_status.setdefault(record.status, []).append({"subscriber_id": subscriber_id})
+            by_status.setdefault(record.membership, []).append({"subscriber_id": subscriber_id})
     for status, group in by_status.items():
         bulk_insert(conn, memberships, group, {
             "list_id": mailing_list.id, "source": "import", "updated_at": NOW, "status": status,
-            "subscribed_at": NOW, "confirmed_at": NOW if status == "subscribed" else None,
-            "unsubscribed_at": NOW if status == "unsubscribed" else None})
+            "subscribed_at": NOW, "confirmed_at": NOW if status == SUBSCRIBED else None,
+            "unsubscribed_at": NOW if status == UNSUBSCRIBED else None})
     if dated:
         conn.execute(memberships.insert().values(list_id=mailing_list.id, source="import", updated_at=_NOW), dated)
 
 
-def _count_new(tally: _Tally, record: _Record) -> None:
-    # A row an exported file marks unsubscribed is recorded as such, never added.
-    if record.status == "unsubscribed":
-        tally.skipped_unsubscribed += 1
-    else:
-        tally.added += 1
-
-
 def _membership(subscriber_id: int, record: _Record) -> dict[str, Any]:
     # A re-imported export keeps each person's dates; someone who had left stays left.
-    now = utcnow()
+    now, status = utcnow(), record.membership
     return {
-        "subscriber_id": subscriber_id, "status": record.status,
+        "subscriber_id": subscriber_id, "status": status,
         "subscribed_at": record.times.get("subscribed_at", now),
-        "confirmed_at": now if record.status == "subscribed" else None,
-        "unsubscribed_at": record.times.get("unsubscribed_at", now) if record.status == "unsubscribed" else None,
+        "confirmed_at": now if status == SUBSCRIBED else None,
+        "unsubscribed_at": record.times.get("unsubscribed_at", now) if status == UNSUBSCRIBED else None,
     }

@@ -32,10 +32,18 @@ def merged(old_name: str, old_fields: Mapping[str, Any], name: str,
 
 
 def full_name(name: str, fields: Mapping[str, Any]) -> str:
-    """`name`, or first and last name joined when only those are given."""
+    """`name`, or first and last name joined when only those are given.
+
+    No first name, no name: the mailer greets by the name's first word, and a last
+    name alone would greet "Dear Patel,"; an empty name lets the merge default greet
+    ("Dear friend,"). The last name stays in the fields.
+    """
     if name:
         return name
-    return " ".join(str(fields[k]) for k in ("first_name", "last_name") if fields.get(k))
+    first = str(fields.get("first_name") or "").strip()
+    if not first:
+        return ""
+    return " ".join(p for p in (first, str(fields.get("last_name") or "").strip()) if p)
 
 
 def upsert(conn: Connection, address: Address, name: str, fields: Mapping[str, Any]) -> tuple[int, str]:
