@@ -27,6 +27,10 @@ _EXPORTS = {
     "Applied": ".policy", "Policy": ".policy", "record_unsubscribe": ".policy", "take": ".policy",
     "ArchivedIssue": ".archive", "archived_asset": ".archive", "archived_issues": ".archive",
     "archived_page": ".archive", "publish": ".archive", "send_one": ".transactional",
+    "Segment": ".segments", "SegmentEntry": ".segments", "SegmentError": ".segments",
+    "SegmentInvalid": ".segments", "SegmentNotFound": ".segments", "count_members": ".segments",
+    "find_segment": ".segments", "list_segments": ".segments", "load_segment": ".segments",
+    "segment_addresses": ".segments", "segment_count": ".segments", "segment_members": ".segments",
 }
 __all__ = ["MIGRATIONS", *sorted(_EXPORTS)]
 
@@ -47,6 +51,20 @@ if TYPE_CHECKING:
     from .policy import Applied, Policy, record_unsubscribe, take
     from .ratelimit import RateLimiter
     from .reports import report
+    from .segments import (
+        Segment,
+        SegmentEntry,
+        SegmentError,
+        SegmentInvalid,
+        SegmentNotFound,
+        count_members,
+        find_segment,
+        list_segments,
+        load_segment,
+        segment_addresses,
+        segment_count,
+        segment_members,
+    )
     from .sending import (
         Delivery,
         Plan,

@@ -169,9 +169,10 @@ def serve(obj: Obj, host: str, port: int) -> None:
 
 from .cli_audience import db, lists, subscribers  # noqa: E402
 from .cli_events import events  # noqa: E402
+from .cli_segments import segments  # noqa: E402
 from .cli_send import report, send, test_send  # noqa: E402
 
-for command in (lists, subscribers, db, send, test_send, report, events):
+for command in (lists, subscribers, db, send, test_send, report, events, segments):
     main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "Member": ".audience", "eligible": ".audience", "status_counts": ".audience", "subscribed_ids": ".audience",
-    "suppressed_among_subscribed": ".audience", "get_list": ".lists",
+    "suppressed_among_subscribed": ".audience", "subscribed_members": ".audience", "get_list": ".lists",
     "Address": ".addresses", "address_hash": ".addresses", "display_address": ".addresses", "normalise": ".addresses",
     "try_normalise": ".addresses",
     "export_csv": ".csv_export",
@@ -44,7 +44,14 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:
     from .addresses import Address, address_hash, display_address, normalise, try_normalise
-    from .audience import Member, eligible, status_counts, subscribed_ids, suppressed_among_subscribed
+    from .audience import (
+        Member,
+        eligible,
+        status_counts,
+        subscribed_ids,
+        subscribed_members,
+        suppressed_among_subscribed,
+    )
     from .csv_export import export_csv
     from .csv_import import ImportReport, import_csv
     from .db import Database, as_utc, insert_new_only, open_database, run_in_transaction, upgrade
