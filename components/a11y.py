@@ -6,12 +6,14 @@
 4. exactly one `<h1>` and no skipped heading levels,
 5. link text that says where the link goes,
 6. alt text on every image, decorative ones declared as such,
-7. text and link colours with at least 4.5:1 contrast against their background (WCAG 1.4.3).
+7. text, links and buttons with at least 4.5:1 contrast against what is drawn under them, 3:1 for
+   large text (WCAG 1.4.3), as the reader sees them: the colours after the CSS cascade of the
+   built email (components/cascade.py), in light mode, dark mode and Outlook's dark mode.
 
 Each finding is a plain tuple `(level, rule, message, file, line)` so that lint.py can import this
 module (and wrap the tuples in its `Finding`) without an import cycle. A finding names the block
-(file:line) that caused it; what comes from the page template names the issue file, line 1; colours
-name the theme file and the line of the colour key.
+(file:line) that caused it; what comes from the page template names the issue file, line 1.
+check_contrast judges a theme's palettes alone and names the theme file and the colour key's line.
 
 Headings, links and images are read from each block's own MJML fragment, rendered by the same
 templates as the email (a theme's overrides included), so a changed template changes what is
@@ -30,7 +32,7 @@ from typing import Any
 
 import mjml
 
-from . import merge
+from . import cascade, merge
 from .fields import Image
 from .model import Block, Issue
 from .render import Context, RenderedIssue, _env, _macro
@@ -39,6 +41,7 @@ from .theme import THEMES_DIR, Theme
 A11yFinding = tuple[str, str, str, str, int]  # (level, rule, message, file, line)
 
 MIN_CONTRAST = 4.5  # WCAG 1.4.3 (AA) for body-size text
+MIN_CONTRAST_LARGE = 3.0  # and for large text: at least 24px, or 18.66px (14pt) bold
 
 # Link text that does not say where the link goes (WCAG 2.4.4), compared after lower-casing and
 # dropping punctuation ("Read more »" -> "read more"). A bare URL is allowed: it does say where
@@ -80,7 +83,7 @@ def check_accessibility(issue: Issue, rendered: RenderedIssue, theme: Theme) -> 
         *_headings(issue, page, blocks),
         *_link_text(issue, page, blocks),
         *_alt_text(issue, page, blocks),
-        *check_contrast(theme),
+        *_rendered_contrast(issue, rendered, theme, blocks),
     ]
 
 
@@ -104,6 +107,7 @@ class _Scan:
     headings: list[tuple[int, str]] = field(default_factory=list)
     links: list[_Link] = field(default_factory=list)
     images: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (tag, attributes)
+    text: list[str] = field(default_factory=list)  # every piece of text, in order
 
 
 class _Parser(HTMLParser):
@@ -157,6 +161,7 @@ class _Parser(HTMLParser):
             self.out.links.append(_Link(a["href"], a.get("alt", ""), image=True))
 
     def handle_data(self, data: str) -> None:
+        self.out.text.append(data)
         if self._title is not None:
             self._title.append(data)
         if self._heading is not None:
@@ -439,6 +444,122 @@ def _images_of(value: Any) -> list[Image]:
 # --- 7. contrast -------------------------------------------------------------------------------
 
 
+@dataclass
+class _Failure:
+    run: cascade.TextRun
+    ratio: float
+    need: float
+    views: list[cascade.View] = field(default_factory=list)
+
+
+def _rendered_contrast(issue: Issue, rendered: RenderedIssue, theme: Theme,
+                       blocks: list[_BlockScan]) -> list[A11yFinding]:
+    """Every text the reader sees below its WCAG ratio, in any view, grouped per block and colour pair."""
+    document = cascade.Document(rendered.html)
+    views = document.views()
+    failures: dict[tuple[Any, ...], _Failure] = {}
+    for view in views:
+        for run in document.text_runs(view):
+            need = MIN_CONTRAST_LARGE if _large(run) else MIN_CONTRAST
+            ratio = _ratio(run.color, run.background)
+            if ratio < need:
+                key = (run.element, cascade.hex_colour(run.color), cascade.hex_colour(run.background), need)
+                failures.setdefault(key, _Failure(run, ratio, need)).views.append(view)
+    if not failures:
+        return []
+    owner = _owners(document, blocks)
+    grouped: dict[tuple[Any, ...], list[_Failure]] = {}
+    for (element, fg, bg, need), failure in failures.items():
+        names = tuple(dict.fromkeys(v.name for v in failure.views))
+        widths = tuple(sorted({v.width for v in failure.views}))
+        block = owner.get(element)
+        grouped.setdefault((block.path if block else None, failure.run.kind, fg, bg, need, names, widths),
+                           []).append(failure)
+    every_width = tuple(sorted({v.width for v in views}))
+    return [_contrast_finding(issue, theme, owner.get(group[0].run.element), key[1:], group, every_width)
+            for key, group in grouped.items()]
+
+
+def _large(run: cascade.TextRun) -> bool:
+    return run.size >= 24 or (run.size >= 18.66 and run.weight >= 700)
+
+
+def _ratio(fg: tuple[float, float, float], bg: tuple[float, float, float]) -> float:
+    light, dark = sorted((relative_luminance(fg), relative_luminance(bg)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+_MERGE = re.compile(r"\{\{.*?\}\}")
+
+
+def _owners(document: cascade.Document, blocks: list[_BlockScan]) -> dict[Any, Block]:
+    """The block whose template wrote each text element, by its text, reading blocks in email order.
+
+    The email shows the blocks in walk order, so a cursor moves forward only: the contents block's
+    link "Volunteers" is the contents block's, the section title "Volunteers" further on the
+    section's. Text no block holds (top bar, footer) is the page template's.
+    """
+    texts = [" ".join("".join(b.scan.text).split()) for b in blocks]
+    owner: dict[Any, Block] = {}
+    at, pos = 0, 0
+    for element in document.body.iter() if document.body is not None else ():
+        if not isinstance(element.tag, str):
+            continue
+        needle = max(_MERGE.split(cascade.own_text(element)), key=len).strip()  # merge fields render apart
+        if not needle:
+            continue
+        for i in range(at, len(texts)):
+            found = texts[i].find(needle, pos if i == at else 0)
+            if found >= 0:
+                owner[element] = blocks[i].block
+                at, pos = i, found + len(needle)
+                break
+    return owner
+
+
+def _contrast_finding(issue: Issue, theme: Theme, block: Block | None, key: tuple[Any, ...],
+                      group: list[_Failure], every_width: tuple[int, ...]) -> A11yFinding:
+    kind, fg, bg, need, names, widths = key
+    first = group[0]
+    text = first.run.text if len(first.run.text) <= 60 else first.run.text[:57] + "..."
+    more = f" (and {len(group) - 1} more like it)" if len(group) > 1 else ""
+    where = f" mode{_on(widths, every_width)}"
+    shown_ratio = min(round(min(f.ratio for f in group), 2), need - 0.01)  # 4.497 must not print as 4.50
+    large = " for large text" if need == MIN_CONTRAST_LARGE else ""
+    modes = " and ".join(filter(None, [", ".join(names[:-1]), names[-1]]))
+    message = (f"{_where(block) or 'the page template: '}in {modes}{where}, the {kind} {text!r}{more} "
+               f"is {fg} on {bg}: {shown_ratio:.2f}:1, below {need:g}:1{large} (WCAG 1.4.3)"
+               f"{_palette_keys(theme, names, fg, bg)}")
+    return ("error", "a11y-contrast", message, *_at(issue, block))
+
+
+def _on(widths: tuple[int, ...], every_width: tuple[int, ...]) -> str:
+    if widths == every_width:
+        return ""
+    return f" at {' and '.join(f'{w}px' for w in widths)} wide"
+
+
+def _palette_keys(theme: Theme, names: tuple[str, ...], fg: str, bg: str) -> str:
+    """Which theme colours these are, so a theme's author knows what to change."""
+    sections = ["colors"]
+    if any(n != "light" for n in names) and getattr(theme, "colors_dark", None) is not None:
+        sections.insert(0, "colors_dark")  # a light colour found here is one dark mode left as it was
+
+    def keys(colour: str) -> str:
+        for section in sections:
+            palette = getattr(theme, section)
+            found = [k for k in type(palette).model_fields
+                     if parse_color(str(getattr(palette, k))) == parse_color(colour)]
+            if found:
+                kept = " (light, kept in dark mode)" if section != sections[0] else ""
+                return " = ".join(f"{section}.{k}" for k in found) + kept
+        return colour
+    fg_keys, bg_keys = keys(fg), keys(bg)
+    if (fg_keys, bg_keys) == (fg, bg):
+        return ""
+    return f"; theme {theme.name}: {fg_keys} on {bg_keys}"
+
+
 def parse_color(value: str) -> tuple[int, int, int] | None:
     """`#rgb`, `#rrggbb` or `rgb(r, g, b)` as 0-255 channels; None for anything else."""
     value = value.strip()
@@ -451,9 +572,9 @@ def parse_color(value: str) -> tuple[int, int, int] | None:
     return None
 
 
-def relative_luminance(rgb: tuple[int, int, int]) -> float:
-    """WCAG 2.x relative luminance of an sRGB colour."""
-    def linear(channel: int) -> float:
+def relative_luminance(rgb: tuple[float, float, float]) -> float:
+    """WCAG 2.x relative luminance of an sRGB colour (channels 0-255)."""
+    def linear(channel: float) -> float:
         c = channel / 255
         return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
     r, g, b = (linear(c) for c in rgb)
@@ -546,5 +667,5 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-__all__ = ["A11yFinding", "CONTRAST_PAIRS", "MIN_CONTRAST", "VAGUE_LINK_TEXT", "check_accessibility",
-           "check_contrast", "contrast_ratio", "parse_color", "relative_luminance", "theme_file"]
+__all__ = ["A11yFinding", "CONTRAST_PAIRS", "MIN_CONTRAST", "MIN_CONTRAST_LARGE", "VAGUE_LINK_TEXT",
+           "check_accessibility", "check_contrast", "contrast_ratio", "parse_color", "relative_luminance", "theme_file"]

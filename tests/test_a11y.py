@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from jinja2 import ChoiceLoader, DictLoader, Environment, PackageLoader, StrictUndefined
+from jinja2 import ChoiceLoader, DictLoader
 
 from components import load_issue, load_theme, render_issue
 from components import render as render_module
@@ -124,9 +124,8 @@ def test_missing_or_wrong_title_is_an_error(write_issue):
 def override_templates(monkeypatch):
     """Templates overridden as a theme folder would (design §11.8), without touching the repository."""
     def override(templates: dict[str, str]) -> None:
-        env = Environment(loader=ChoiceLoader([DictLoader(templates), PackageLoader("components", "templates")]),
-                          autoescape=True, undefined=StrictUndefined, finalize=render_module._hide_merge,
-                          keep_trailing_newline=True)
+        real = render_module._env.__wrapped__("default")  # a fresh one: its filters, escaping and finalize
+        env = real.overlay(loader=ChoiceLoader([DictLoader(templates), real.loader]))
         monkeypatch.setattr(render_module, "_env", lambda name: env)
         monkeypatch.setattr("components.a11y._env", lambda name: env)
     return override
@@ -334,14 +333,117 @@ def test_low_contrast_names_the_theme_file_the_pair_and_the_key_line(tmp_path):
     assert findings[1][2].startswith("theme crafted: colors.muted #777777 on colors.body_bg #eef1f5 is 3.95:1")
 
 
-def test_contrast_in_check_accessibility_points_at_the_theme_file(write_issue):
-    path = _write(write_issue, MASTHEAD + "  - button: {label: Our report, url: 'https://example.org/'}\n")
-    theme = _theme(on_primary="#8fb8e0").model_copy(update={"name": "default"})
-    findings = _rule(_check(path, theme=theme), "a11y-contrast")
-    default = THEMES_DIR / "default.yaml"
-    line = _line(default, "on_primary:")
-    assert [(f[0], Path(f[3]).resolve(), f[4]) for f in findings] == [("error", default.resolve(), line)]
-    assert "masthead and buttons" in findings[0][2]
+# --- 7. contrast on what the reader sees: the email after its CSS cascade -----------------------
+
+BUTTON = MASTHEAD + ("  - text: Join us this spring.\n"
+                     "  - button: {label: Sign up to volunteer, url: 'https://example.org/join'}\n")
+
+
+def _head(css: str):
+    """The built email with one more <style> block, as a template's dark rules would add it."""
+    return lambda h: h.replace("</head>", f"<style type=\"text/css\">{css}</style></head>", 1)
+
+
+def _text(old: str, new: str):
+    return lambda h: h.replace(old, new, 1)
+
+
+def test_a_dark_link_rule_that_reaches_the_button_is_caught_at_the_button(write_issue):
+    # Issue 14: `.nl-card a {color: #8cc8ff !important}` also coloured the button's white label.
+    path = _write(write_issue, BUTTON)
+    assert _rule(_check(path), "a11y-contrast") == []
+    findings = _rule(_check(path, _head("@media (prefers-color-scheme: dark) "
+                                        "{ .nl-card a { color: #8cc8ff !important; } }")), "a11y-contrast")
+    assert [(f[0], f[3], f[4]) for f in findings] == [("error", str(path), _line(path, "button"))]
+    assert findings[0][2].startswith("blocks[2].button: in dark mode, the button 'Sign up to volunteer' is "
+                                     "#8cc8ff on #0b5cad: 3.75:1, below 4.5:1 (WCAG 1.4.3); theme default: "
+                                     "colors_dark.link = colors_dark.accent on ")
+
+
+def test_outlooks_dark_rules_are_checked_too(write_issue):
+    path = _write(write_issue, BUTTON)
+    findings = _rule(_check(path, _head("[data-ogsc] .nl-card a { color: #8cc8ff !important; }")), "a11y-contrast")
+    assert len(findings) == 1 and findings[0][2].startswith("blocks[2].button: in Outlook dark mode, the button")
+
+
+def test_large_text_needs_3_to_1_and_body_text_4_5(write_issue):
+    path = _write(write_issue, BUTTON)
+    grey = '<span style="color:#888888;font-size:{}">Join us this spring.</span>'  # 3.54:1 on white
+    for size, bold, fails in (("24px", "", False), ("23px", "", True), ("19px", "font-weight:bold;", False),
+                              ("18px", "font-weight:bold;", True)):
+        span = grey.format(size).replace('style="', f'style="{bold}')
+        findings = _rule(_check(path, _text("Join us this spring.", span)), "a11y-contrast")
+        assert [(f[4], "3.54:1, below 4.5:1" in f[2]) for f in findings] == ([(_line(path, "text:"), True)]
+                                                                             if fails else []), (size, bold)
+
+
+def test_hidden_text_is_not_judged(write_issue):
+    path = _write(write_issue, BUTTON)
+    for hide in ("display:none", "opacity:0", "max-height:0;overflow:hidden", "visibility:hidden", "font-size:0"):
+        span = f'<div style="{hide};color:#ffffff">Join us this spring.</div>'
+        assert _rule(_check(path, _text("Join us this spring.", span)), "a11y-contrast") == [], hide
+
+
+def test_text_of_the_page_template_is_reported_at_the_issue_file(write_issue):
+    path = _write(write_issue, BUTTON)
+    reason = load_theme("default").reason
+    findings = _rule(_check(path, _text(reason, f'<span style="color:#dddddd">{reason}</span>')), "a11y-contrast")
+    assert [(f[3], f[4]) for f in findings] == [(str(path), 1)]
+    # Dark mode leaves the span's own colour as it is, light on dark: only light mode fails.
+    assert findings[0][2].startswith(f"the page template: in light mode, the text {reason[:57] + '...'!r} is "
+                                     "#dddddd on #eef1f5: 1.20:1, below 4.5:1 (WCAG 1.4.3); theme default: "
+                                     "#dddddd on colors.body_bg")
+
+
+def test_a_text_twice_in_the_email_is_its_own_blocks(write_issue):
+    # The contents block lists "1. Volunteers"; the section's title says it again further down.
+    path = _write(write_issue, MASTHEAD + "  - contents: Contents\n  - section:\n      title: Volunteers\n"
+                                          "      blocks:\n        - text: Forty joined.\n")
+    findings = _rule(_check(path, _head("a, h2 { color: #dddddd !important; }")), "a11y-contrast")
+    placed = {re.search(r"the (\w+ '[^']*')", f[2]).group(1): f[4] for f in findings}
+    assert placed["link '1. Volunteers'"] == _line(path, "contents")
+    assert placed["heading '1. Volunteers'"] == _line(path, "section")
+    assert placed["link 'View this email in your browser'"] == 1  # the page template's top bar
+
+
+def test_a_phone_only_failure_says_so(write_issue):
+    path = _write(write_issue, BUTTON)
+    css = "@media only screen and (max-width:479px) { .tiny { color: #aaaaaa !important; } }"
+    html = lambda h: _head(css)(_text("Join us this spring.", '<span class="tiny">Join us this spring.</span>')(h))
+    findings = _rule(_check(path, html), "a11y-contrast")
+    assert len(findings) == 1 and " mode at 375px wide, the text 'Join us this spring.'" in findings[0][2]
+
+
+@pytest.fixture
+def crafted_theme(tmp_path, monkeypatch):
+    """A theme file of our own, found as the shipped ones are."""
+    from components import render as render_module
+    from components import theme as theme_module
+    themes = tmp_path / "themes"
+    themes.mkdir()
+    for name in ("default", "lvrn"):
+        (themes / f"{name}.yaml").write_text((THEMES_DIR / f"{name}.yaml").read_text("utf-8"), "utf-8")
+
+    def make(**dark: str) -> str:
+        text = (THEMES_DIR / "default.yaml").read_text("utf-8")
+        head, _, tail = text.partition("colors_dark:")
+        for key, value in dark.items():
+            tail = re.sub(rf"(\n  {key}: )\"[^\"]*\"", rf'\1"{value}"', tail, count=1)
+        (themes / "crafted.yaml").write_text(head + "colors_dark:" + tail, "utf-8")
+        return "crafted"
+    monkeypatch.setattr(theme_module, "THEMES_DIR", themes)
+    render_module.clear_template_cache()
+    yield make
+    render_module.clear_template_cache()
+
+
+def test_a_dark_palette_colour_too_dim_is_found_where_it_is_drawn(write_issue, crafted_theme):
+    name = crafted_theme(muted="#3e4c59")  # 1.9:1 on the dark body background
+    path = _write(write_issue, BUTTON, extra=f"theme: {name}\n")
+    findings = _rule(_check(path), "a11y-contrast")
+    assert findings and {(f[3], f[4]) for f in findings} == {(str(path), 1)}  # top bar and footer
+    assert all(f[2].startswith("the page template: in dark and Outlook dark mode") for f in findings)
+    assert all("theme crafted: colors_dark.muted on colors_dark.body_bg" in f[2] for f in findings)
 
 
 class DarkTheme(Theme):
