@@ -45,9 +45,10 @@ from .db import NOW, Database, bulk_execute, bulk_insert, in_values, run_in_tran
 from .errors import ImportFailed, ImportIncomplete, SubscribersError
 from .formats import SKIPPED, SUBSCRIBED, SUPPRESSED, UNSUBSCRIBED, Header, Options, Reader, Reject, choose
 from .lists import MailingList, get_list
+from .membership import refusals
 from .people import merged
 from .schema import memberships, subscribers
-from .suppression import any_suppressed, suppress_many, suppressed_hashes
+from .suppression import suppress_many
 
 # Rows a transaction: ~0.1 s of writing here, so the write lock is free again within a
 # fraction of a second for a send, the poller or an unsubscribe (SQLite has one writer).
@@ -133,8 +134,6 @@ class _Record:
 
 # A person a file says left is recorded so; these are what the summary says when the file gives no why.
 _LEFT_IN_FILE = "unsubscribed in the file"
-_LEFT_HERE = "had unsubscribed from this list"
-_SUPPRESSED_HERE = "suppressed here"
 
 
 @dataclass
@@ -333,13 +332,13 @@ def _merge_into(first: _Record, later: _Record) -> None:
 
 
 def _classify(conn: Connection, mailing_list: MailingList, batch: dict[str, _Record], tally: _Tally) -> _Plan:
-    """What one batch must write, and its counts: three reads (repeats are written, not counted)."""
+    """What one batch must write, and its counts: four reads (repeats are written, not counted)."""
     plan = _Plan()
     if not batch:
         return plan
-    # An empty suppression list (a new installation) needs no look-up, nor hashes. Asked each
-    # batch: an address suppressed while the import runs must not be subscribed by it.
-    blocked = suppressed_hashes(conn, (r.address.hash for r in batch.values())) if any_suppressed(conn) else set()
+    # Asked each batch: an address suppressed, or someone unsubscribing, while the import runs
+    # must not be subscribed by it.
+    refused = refusals(conn, mailing_list, (r.address for r in batch.values()))
     existing = {row.email_key: row for row in conn.execute(
         select(subscribers.c.id, subscribers.c.email_key, subscribers.c.name, subscribers.c.fields)
         .where(in_values(conn, subscribers.c.email_key, list(batch))))}
@@ -350,22 +349,22 @@ def _classify(conn: Connection, mailing_list: MailingList, batch: dict[str, _Rec
     ) if existing else {}
     for key, record in batch.items():
         row = existing.get(key)
-        status = statuses.get(row.id) if row is not None else None
+        refusal = refused.get(key)
         # A repeat's outcome was counted with its first row: count it in a tally nobody reads.
         counts = _Tally() if record.repeat else tally
-        if record.address.hash in blocked:
-            counts.reasons[BLOCKED, _SUPPRESSED_HERE] += 1  # never put back, nor a forgotten record re-made
+        if refusal is not None and refusal.kind == "suppressed":
+            counts.reasons[BLOCKED, refusal.reason] += 1  # never put back, nor a forgotten record re-made
         elif record.status == SKIPPED:
             counts.reasons[NOT_IMPORTED, record.reason] += 1
-        elif status == UNSUBSCRIBED:
-            # Never put back: the law, not a preference. Removed there too: suppressed as well.
+        elif refusal is not None:
+            # Left this list: never put back (the law, not a preference). Removed there too: suppressed as well.
             if record.status == SUPPRESSED:
                 plan.suppress.append(record)
                 counts.reasons[BLOCKED, record.reason] += 1
             else:
-                counts.reasons[LEFT, _LEFT_HERE] += 1
+                counts.reasons[LEFT, refusal.reason] += 1
         else:
-            _classify_one(plan, counts, record, row, status)
+            _classify_one(plan, counts, record, row, statuses.get(row.id) if row is not None else None)
     return plan
 
 

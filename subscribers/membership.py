@@ -1,41 +1,79 @@
 """Who is on which list, and the one rule above all: nobody who left is put back.
 
-An `add`, an import or a sign-up form never re-subscribes an address that
-unsubscribed from that list or is suppressed. That is a legal obligation
-(PECR / GDPR consent withdrawal), so every path goes through `_may_join`.
+An `add`, an import, the API or a sign-up form never re-subscribes an address
+that unsubscribed from that list or is suppressed. That is a legal obligation
+(PECR / GDPR consent withdrawal), so the rule is written once, here
+(`refusals`), and every path asks it: `add_subscriber` (and the API, through
+it) refuses, an import skips the row, and the sign-up form asks for the
+person's own confirmation from their mailbox, which is fresh consent.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from .addresses import Address, normalise
-from .db import Database, utcnow
+from .db import Database, in_values, utcnow
 from .errors import NotAllowed, SubscriberNotFound
 from .lists import MailingList, get_list
 from .people import find, upsert
-from .schema import lists, memberships
-from .suppression import suppress, suppression_of
+from .schema import lists, memberships, subscribers
+from .suppression import any_suppressed, suppress, suppression_reasons
+
+SUPPRESSED_HERE = "suppressed here"
+LEFT_HERE = "had unsubscribed from this list"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why an address may not be put on a list (again) by anyone but its owner."""
+    kind: str  # "suppressed" or "unsubscribed"
+    reason: str  # what an import's summary groups by: SUPPRESSED_HERE or LEFT_HERE
+    message: str  # what `add` says
+
+
+def refusals(conn: Connection, mailing_list: MailingList, addresses: Iterable[Address]) -> dict[str, Refusal]:
+    """THE guard: of these addresses, the ones nobody but their owner may put on the list, by key.
+
+    Suppressed (anywhere: a bounce, a complaint, a forget, another tool's bounce) or
+    unsubscribed from this list (a list removed and made again keeps who left it).
+    Two reads however many addresses: an import asks it for a batch at a time.
+    """
+    wanted = {a.key: a for a in addresses}
+    out: dict[str, Refusal] = {}
+    if wanted and any_suppressed(conn):  # an empty suppression list needs no look-up, nor hashes
+        reasons = suppression_reasons(conn, [a.hash for a in wanted.values()])
+        for key, address in wanted.items():
+            if address.hash in reasons:
+                out[key] = Refusal("suppressed", SUPPRESSED_HERE, f"{address.email} is suppressed "
+                                   f"({reasons[address.hash]}) and will not be subscribed")
+    rest = [key for key in wanted if key not in out]
+    if rest:
+        left = conn.execute(
+            select(subscribers.c.email_key, memberships.c.unsubscribed_at)
+            .select_from(subscribers.join(memberships, memberships.c.subscriber_id == subscribers.c.id))
+            .where(memberships.c.list_id == mailing_list.id, memberships.c.status == "unsubscribed",
+                   in_values(conn, subscribers.c.email_key, rest)))
+        for key, when in left:
+            day = when.date().isoformat() if when else "earlier"
+            out[key] = Refusal("unsubscribed", LEFT_HERE, f"{wanted[key].email} unsubscribed from "
+                               f"{mailing_list.name!r} ({day}); only they can sign up again")
+    return out
+
+
+def ensure_may_join(conn: Connection, mailing_list: MailingList, address: Address) -> None:
+    """Raise NotAllowed when the guard refuses the address (what `add` and the API do)."""
+    refusal = refusals(conn, mailing_list, [address]).get(address.key)
+    if refusal is not None:
+        raise NotAllowed(refusal.message)
 
 
 def _status(conn: Connection, list_id: int, subscriber_id: int) -> Any:
     return conn.execute(select(memberships).where(
         memberships.c.list_id == list_id, memberships.c.subscriber_id == subscriber_id)).first()
-
-
-def _may_join(conn: Connection, email: str, mailing_list: MailingList) -> None:
-    address = normalise(email)
-    reason = suppression_of(conn, address)
-    if reason is not None:
-        raise NotAllowed(f"{address.email} is suppressed ({reason}) and will not be subscribed")
-    person = find(conn, address)
-    member = _status(conn, mailing_list.id, person.id) if person else None
-    if member is not None and member.status == "unsubscribed":
-        when = member.unsubscribed_at.date().isoformat() if member.unsubscribed_at else "earlier"
-        raise NotAllowed(f"{address.email} unsubscribed from {mailing_list.name!r} ({when}); "
-                         "only they can sign up again")
 
 
 def add_subscriber(db: Database, email: str, list_name: str, name: str = "",
@@ -59,7 +97,7 @@ def _join(db: Database, email: str, list_name: str, name: str, fields: Mapping[s
     address = normalise(email)
     with db.begin() as conn:
         mailing_list = get_list(conn, list_name)
-        _may_join(conn, address.email, mailing_list)
+        ensure_may_join(conn, mailing_list, address)
         subscriber_id, outcome = upsert(conn, address, name, fields)
         member = _status(conn, mailing_list.id, subscriber_id)
         now = utcnow()

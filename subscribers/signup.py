@@ -18,10 +18,9 @@ from .addresses import Address, address_hash, normalise
 from .db import Database, as_utc, utcnow
 from .errors import NotAllowed, SubscriberNotFound
 from .lists import get_list
-from .membership import _leave, _status
+from .membership import _leave, _status, refusals
 from .people import find, upsert
 from .schema import lists, memberships, signup_attempts, subscribers, suppressions
-from .suppression import suppression_of
 
 # Sign-ups an address may make in a day, and a client IP in an hour: enough for a
 # household behind one router, too few to mail-bomb a stranger.
@@ -53,10 +52,11 @@ def sign_up(db: Database, email: str, list_name: str, name: str = "") -> SignUp:
         mailing_list = get_list(conn, list_name)
         person = find(conn, address)
         member = _status(conn, mailing_list.id, person.id) if person else None
-        suppressed = suppression_of(conn, address) is not None
-        if member is not None and member.status == "subscribed" and not suppressed:
+        # The one guard (membership.refusals): whoever left or is suppressed comes back only by confirming.
+        refused = refusals(conn, mailing_list, [address]).get(address.key)
+        if member is not None and member.status == "subscribed" and refused is None:
             return SignUp("nothing", _member(conn, person.id, mailing_list.id))
-        confirm = mailing_list.double_opt_in or suppressed or (member is not None and member.status == "unsubscribed")
+        confirm = mailing_list.double_opt_in or refused is not None
         # A stranger's form never renames someone who is already known.
         subscriber_id = person.id if person else upsert(conn, address, name.strip()[:300], {})[0]
         now = utcnow()

@@ -30,6 +30,16 @@ def suppressed_hashes(conn: Connection, hashes: Iterable[str]) -> set[str]:
     return set(conn.execute(query).scalars())
 
 
+def suppression_reasons(conn: Connection, hashes: Iterable[str]) -> dict[str, str]:
+    """hash -> reason, for those of the hashes that are suppressed."""
+    wanted = list(hashes)
+    if not wanted:
+        return {}
+    query = select(suppressions.c.email_hash, suppressions.c.reason).where(
+        in_values(conn, suppressions.c.email_hash, wanted))
+    return {h: r for h, r in conn.execute(query)}
+
+
 def suppress_many(conn: Connection, entries: list[tuple[Address, str]], source: str) -> None:
     """Add many addresses with their reasons (an import); ones already suppressed keep their first reason."""
     if not entries:

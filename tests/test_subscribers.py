@@ -117,6 +117,57 @@ def test_nobody_suppressed_is_subscribed(db, path):
         subs.show(db, "ed@example.org")
 
 
+@pytest.mark.parametrize("why", ["unsubscribed", "suppressed", "list made again"])
+def test_every_way_in_asks_the_one_guard_and_gets_the_same_answer(db, tmp_path, why):
+    from subscribers.membership import refusals
+    subs.create_list(db, "news")
+    if why == "suppressed":
+        with db.begin() as conn:
+            subs.suppress_address(conn, subs.normalise("gil@example.org"), "bounce: Permanent/General", "ses")
+    else:
+        subs.add_subscriber(db, "gil@example.org", "news")
+        subs.unsubscribe(db, "gil@example.org", "news")
+        if why == "list made again":  # a removed list keeps who left it
+            subs.remove_list(db, "news")
+            subs.create_list(db, "news")
+    with db.begin() as conn:
+        address = subs.normalise("gil@example.org")
+        refusal = refusals(conn, subs.get_list(conn, "news"), [address])[address.key]
+    assert refusal.kind == ("suppressed" if why == "suppressed" else "unsubscribed")
+    before = subs.show(db, "gil@example.org") if why != "suppressed" else None
+    # `add` (and the API, through it) and the form's old path refuse with the guard's own words...
+    for join in (lambda: subs.add_subscriber(db, "gil@example.org", "news", "Gil"),
+                 lambda: subs.request_subscription(db, "gil@example.org", "news")):
+        with pytest.raises(subs.NotAllowed) as caught:
+            join()
+        assert str(caught.value) == refusal.message
+    # ...an import skips the row, giving the guard's reason...
+    path = tmp_path / "people.csv"
+    path.write_text("email,name\ngil@example.org,Gil Again\n", "utf-8")
+    report = subs.import_csv(db, path, "news")
+    group = "skipped (suppressed)" if why == "suppressed" else "skipped (unsubscribed)"
+    assert (report.added, dict(report.reasons)) == (0, {group: {refusal.reason: 1}})
+    # ...and the sign-up form asks for their own confirmation from their mailbox.
+    assert subs.sign_up(db, "gil@example.org", "news").outcome == "confirm"
+    if before is not None:
+        after = subs.show(db, "gil@example.org")
+        assert (after["name"], after["lists"]) == (before["name"], before["lists"])
+
+
+def test_the_guard_answers_for_a_whole_batch_in_one_call(db):
+    from subscribers.membership import refusals
+    subs.create_list(db, "news")
+    for i in range(3):
+        subs.add_subscriber(db, f"p{i}@example.org", "news")
+    subs.unsubscribe(db, "p1@example.org", "news")
+    with db.begin() as conn:
+        subs.suppress_address(conn, subs.normalise("p2@example.org"), "complaint", "ses")
+        found = refusals(conn, subs.get_list(conn, "news"),
+                         [subs.normalise(f"p{i}@example.org") for i in range(4)])
+    assert {key: r.kind for key, r in found.items()} == {"p1@example.org": "unsubscribed",
+                                                         "p2@example.org": "suppressed"}
+
+
 def test_unsubscribing_from_one_list_does_not_block_another(db):
     subs.create_list(db, "news")
     subs.create_list(db, "events")
