@@ -23,6 +23,11 @@ _LEADING_DOCTYPE = re.compile(r"^\s*<!doctype[^>]*>\s*", re.I)
 # cssutils fetches @import URLs itself, whatever allow_network says; inlined
 # CSS has no use for them (a web font belongs in <mj-font>), so drop them.
 _IMPORT = re.compile(r"@import\s[^;]*;?", re.I)
+# cssutils writes CSS strings in double quotes (`"Times New Roman"`), so lxml
+# puts such a style attribute in single quotes. Put it back as themes write it:
+# double-quoted attribute, single-quoted families (no `'` can be inside a
+# single-quoted attribute, so swapping the quotes inside is safe).
+_SINGLE_QUOTED_STYLE = re.compile(r"""(<[a-zA-Z][^<>]*?\sstyle=)'([^'<>]*)'""")
 
 
 def inline_css(html: str, css: str) -> str:
@@ -42,4 +47,5 @@ def inline_css(html: str, css: str) -> str:
     )
     out = premailer.transform(pretty_print=False)
     out = _IGNORE_ATTR.sub("", out)
+    out = _SINGLE_QUOTED_STYLE.sub(lambda m: f'{m.group(1)}"{m.group(2).replace(chr(34), chr(39))}"', out)
     return DOCTYPE + _LEADING_DOCTYPE.sub("", out)

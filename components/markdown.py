@@ -15,14 +15,19 @@ ALLOWED_TAGS = {
     "p", "a", "strong", "em", "b", "i", "u", "ul", "ol", "li", "br", "h3", "h4",
     "blockquote", "code", "pre", "span", "sub", "sup", "hr", "small",
 }
-ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}}
+ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}, "th": {"style"}, "td": {"style"}}
+# Markdown tables become real tables; their cells keep only the column's alignment.
+TABLE_TAGS = {"table", "thead", "tbody", "tr", "th", "td"}
+ALLOWED_STYLES = {"text-align"}
+# Wider than this, the text part lists a table row by row instead of in columns.
+TEXT_TABLE_WIDTH = 76
 
 
 @lru_cache(maxsize=1)
 def _parser() -> MarkdownIt:
-    # commonmark keeps the syntax authors expect; html=True lets the odd
-    # inline tag through to nh3 rather than showing it as text.
-    return MarkdownIt("commonmark", {"html": True, "typographer": False})
+    # commonmark keeps the syntax authors expect, plus GitHub's tables; html=True
+    # lets the odd inline tag through to nh3 rather than showing it as text.
+    return MarkdownIt("commonmark", {"html": True, "typographer": False}).enable("table")
 
 
 def parse(source: str) -> list[Token]:
@@ -35,21 +40,35 @@ def to_html(source: str | list[Token]) -> str:
     md = _parser()
     tokens = parse(source) if isinstance(source, str) else source
     raw = md.renderer.render(tokens, md.options, {})
-    return nh3.clean(
+    clean = nh3.clean(
         raw,
-        tags=ALLOWED_TAGS,
+        tags=ALLOWED_TAGS | TABLE_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes=set(SAFE_SCHEMES),
         link_rel=None,
+        filter_style_properties=ALLOWED_STYLES,
     ).strip()
+    # After cleaning, so the attributes are ours: a data table, full width, its cells styled by the text block.
+    return clean.replace("<table>", '<table class="nl-table" width="100%" cellpadding="0" cellspacing="0">')
 
 
 def to_text(source: str | list[Token]) -> str:
     """Markdown to readable plain text: lists kept, links written out (wrapped later)."""
     out: list[str] = []
     bullets: list[list[int]] = []  # per open list: [next number] or [] for bullets
+    table: list[list[str]] | None = None  # rows of the table being read
     for token in parse(source) if isinstance(source, str) else source:
-        if token.type in ("bullet_list_open", "ordered_list_open"):
+        if token.type == "table_open":
+            table = []
+        elif token.type == "table_close" and table is not None:
+            out += [_table_text(table), ""]
+            table = None
+        elif table is not None:
+            if token.type == "tr_open":
+                table.append([])
+            elif token.type == "inline" and token.children is not None and table:
+                table[-1].append(_inline(token.children).strip())
+        elif token.type in ("bullet_list_open", "ordered_list_open"):
             start = int(token.attrGet("start") or 1) if token.type == "ordered_list_open" else 0
             bullets.append([start] if token.type == "ordered_list_open" else [])
         elif token.type in ("bullet_list_close", "ordered_list_close"):
@@ -66,6 +85,22 @@ def to_text(source: str | list[Token]) -> str:
         elif token.type == "hr":
             out.append("-" * 20)
     return "\n".join(out).strip()
+
+
+def _table_text(rows: list[list[str]]) -> str:
+    """Columns padded to line up, or, when that is too wide to read, each row as `heading: value` lines."""
+    if not rows:
+        return ""
+    width = max(len(row) for row in rows)
+    rows = [row + [""] * (width - len(row)) for row in rows]
+    sizes = [max(len(row[i]) for row in rows) for i in range(width)]
+    if sum(sizes) + 3 * (width - 1) <= TEXT_TABLE_WIDTH:
+        lines = [" | ".join(cell.ljust(size) for cell, size in zip(row, sizes, strict=True)).rstrip() for row in rows]
+        lines.insert(1, "-+-".join("-" * size for size in sizes))
+        return "\n".join(lines)
+    head, *body = rows
+    return "\n\n".join("\n".join(f"{h}: {cell}" if h else cell for h, cell in zip(head, row, strict=True) if cell)
+                        for row in body)
 
 
 def _paragraph(text: str, bullets: list[list[int]]) -> str:

@@ -1,7 +1,8 @@
 """The block registry: each module in components/blocks/ is one component.
 
 A component is a module holding its field schema (`Fields`) and a template
-`templates/blocks/<name>.mjml.j2` with two macros, `mjml` and `text`.
+`templates/blocks/<name>.mjml.j2` with two macros, `mjml` and `text`, and its
+own CSS beside them (macros `css`, `phone`, `dark`: see render.Styles).
 Adding one touches nothing else: the registry finds it.
 """
 from __future__ import annotations
@@ -31,13 +32,15 @@ class Component:
     children_field: str | None  # container blocks: the field holding nested blocks
     numbers_sections: bool  # its presence numbers the section titles (contents)
     module: ModuleType
+    # Components whose CSS this one's template uses too (a feature's Markdown and button).
+    css_from: tuple[str, ...] = ()
 
     def coerce(self, value: Any) -> Any:
-        """Turn the short forms (string, list, null) into a mapping of fields."""
+        """Turn the short forms (string or number, list, null) into a mapping of fields."""
         if value is None:
             return {}
-        if isinstance(value, str) and self.main_field:
-            return {self.main_field: value}
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and self.main_field:
+            return {self.main_field: value}  # `- spacer: 32` too
         if isinstance(value, list) and self.list_field:
             return {self.list_field: value}
         return value
@@ -56,6 +59,7 @@ def _component(module: ModuleType) -> Component:
         children_field=getattr(module, "CHILDREN_FIELD", None),
         numbers_sections=getattr(module, "NUMBERS_SECTIONS", False),
         module=module,
+        css_from=tuple(getattr(module, "CSS_FROM", ())),
     )
 
 
@@ -67,4 +71,8 @@ def components() -> dict[str, Component]:
         if not info.name.startswith("_"):
             module = importlib.import_module(f"{_blocks_pkg.__name__}.{info.name}")
             found[info.name] = _component(module)
+    for component in found.values():
+        unknown = set(component.css_from) - set(found)
+        if unknown:
+            raise RuntimeError(f"{component.name}: CSS_FROM names unknown components {sorted(unknown)}")
     return dict(sorted(found.items()))

@@ -10,8 +10,10 @@ email-only and web-only regions) carries a key made for this render
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -36,6 +38,7 @@ from . import markdown, merge, plaintext
 from .errors import IssueInvalid, Problem, RenderError
 from .inline import inline_css
 from .model import Block, Issue
+from .registry import components
 from .theme import Theme, load_theme
 from .validate import load_issue, published_name
 
@@ -80,6 +83,9 @@ class Context:
     placeholders: merge.Placeholders = field(default_factory=merge.Placeholders)
     # Each text block is needed as HTML and as text: parse its Markdown once.
     _parsed: dict[tuple[int, str], Any] = field(default_factory=dict)
+    # Files the templates add to the issue's own images (social icons, a video's
+    # thumbnail with its play mark): published name -> file, published alike.
+    shipped: dict[str, Path] = field(default_factory=dict)
 
     def _tokens(self, text: str) -> Any:
         key = (id(self.placeholders.where), text)
@@ -114,9 +120,73 @@ class Context:
             return self.placeholders.marker("asset") + published_name(self.issue.source, self.issue.assets[src])
         return src
 
+    def icon(self, name: str) -> str:
+        """A picture shipped with the project (components/themes/icons/<name>.png), published with the issue."""
+        published = f"icons/{name}.png"
+        if published not in self.shipped:
+            self.shipped[published] = icon_file(self.theme, name)
+        return self.placeholders.marker("asset") + published
+
+    def derived(self, src: str, tag: str, draw: Callable[[Path, Path], None]) -> str:
+        """An image drawn from the issue's own image `src` (a play mark, a crop), published beside it.
+
+        `draw(source, target)` writes it; it is cached on disk by the source's
+        content and `tag`, so a rebuild redraws nothing. A remote `src` is used as it is.
+        """
+        if src not in self.issue.assets:
+            return src
+        source = self.issue.assets[src]
+        stem, dot, suffix = published_name(self.issue.source, source).rpartition(".")
+        published = f"{stem}-{tag}{dot}{suffix}"
+        if published not in self.shipped:
+            self.shipped[published] = derived_file(source, tag, draw)
+        return self.placeholders.marker("asset") + published
+
+    def heading_level(self, block: Block) -> int:
+        """<h2> for a block at the top of the issue, <h3> inside a section: levels never skip."""
+        return 2 if any(top is block for top in self.issue.blocks) else 3
+
+    def display_host(self, url: str) -> str:
+        return urlsplit(url).netloc.removeprefix("www.") or url
+
     def display_url(self, url: str) -> str:
         parts = urlsplit(url)
         return (parts.netloc.removeprefix("www.") + parts.path.rstrip("/")) or url
+
+
+# After the preheader: invisible characters (combining grapheme joiner, zero-width
+# non-joiner, no-break space) that inboxes show as nothing, so the preview ends
+# with the preheader instead of running on into the email's first words.
+PREHEADER_PADDING = Markup("&#847;&zwnj;&nbsp;" * 60)
+
+ICONS_DIR = Path(__file__).parent / "themes" / "icons"
+
+
+def icon_file(theme: Theme, name: str) -> Path:
+    """A theme's own icons/<name>.png if it has one, else the project's."""
+    own = theme.templates_dir / "icons" / f"{name}.png" if theme.templates_dir else None
+    return own if own is not None and own.is_file() else ICONS_DIR / f"{name}.png"
+
+
+def derived_file(source: Path, tag: str, draw: Callable[[Path, Path], None]) -> Path:
+    """The cached result of `draw(source, target)`, keyed by the source's bytes and `tag`."""
+    digest = hashlib.sha256(source.read_bytes() + b"\0" + tag.encode()).hexdigest()[:24]
+    folder = _cache_folder("derived") or Path(tempfile.mkdtemp(prefix="newsletter-derived-"))
+    target = folder / f"{digest}{source.suffix.lower()}"
+    if not target.is_file():
+        partial = folder / f".{digest}.{os.getpid()}{source.suffix.lower()}"
+        draw(source, partial)
+        partial.replace(target)  # atomic: a build running beside this one sees all of it or none
+    return target
+
+
+def _cache_folder(name: str) -> Path | None:
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "newsletter" / name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder
 
 
 def _hide_merge(value: Any) -> Any:
@@ -133,30 +203,44 @@ def _hide_merge(value: Any) -> Any:
 def _bytecode_cache() -> FileSystemBytecodeCache | None:
     # Compiling the templates is most of a cold build; cache the bytecode
     # per user, as pip and pytest cache theirs. Unwritable: just compile.
-    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "newsletter" / "jinja"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    return FileSystemBytecodeCache(str(folder))
+    folder = _cache_folder("jinja")
+    return FileSystemBytecodeCache(str(folder)) if folder is not None else None
+
+
+def _escapes(name: str | None) -> bool:
+    return not (name or "").endswith(".css.j2")
 
 
 @lru_cache(maxsize=16)
 def _env(theme_name: str) -> Environment:
-    """One environment per theme; HTML autoescaped, text macros opt out with {% autoescape false %}."""
+    """One environment per theme.
+
+    HTML is autoescaped (text and CSS macros opt out with {% autoescape false %});
+    the stylesheets are not HTML: escaping turned `'Times New Roman'` into
+    `&#39;Times New Roman&#39;`, and the inliner dropped the whole declaration.
+    """
     loaders: list[Any] = [PackageLoader("components", "templates")]
     theme_dir = load_theme(theme_name).templates_dir
     if theme_dir is not None:
         loaders.insert(0, FileSystemLoader(str(theme_dir)))  # a theme overrides built-ins
-    return Environment(
+    env = Environment(
         loader=ChoiceLoader(loaders),
-        autoescape=True,
+        autoescape=_escapes,
         bytecode_cache=_bytecode_cache(),
         undefined=StrictUndefined,
         finalize=_hide_merge,
         keep_trailing_newline=True,
         auto_reload=False,  # templates ship with the package; skip a stat() per lookup
     )
+    env.filters["font"] = font_attribute
+    return env
+
+
+def font_attribute(family: str) -> Markup:
+    """A theme's font list for an MJML attribute, as written: MJML does not decode `&#39;`
+    (`Georgia, &#39;Times New Roman&#39;` became `Georgia, &#39`), so quotes stay quotes,
+    single ones inside the attribute's double; nothing that could end the attribute or tag."""
+    return Markup(re.sub(r'[<>&;{}\\]', "", family.replace('"', "'")))
 
 
 def clear_template_cache() -> None:
@@ -247,13 +331,16 @@ def render_issue(issue: Issue | Path | str, *, base_url: str = "http://127.0.0.1
         "web_url": web_url, "archive_url": f"{base_url}/archive/", "unsubscribe_url": "{{ unsubscribe_url }}",
         "email_only": (p.marker("email"), p.marker("end") + "email"),
         "web_only": (p.marker("web"), p.marker("end") + "web"),
+        "preheader_padding": PREHEADER_PADDING,
     }
     env = _env(theme.name)
+    styles = Styles(env, styled_components(issue), r)
     with _rendering(p):
-        source = env.get_template("email.mjml.j2").render(body=Markup(_body_mjml(issue.blocks, env, r)), **page)
-        css = env.get_template("email.css.j2").render(**page)
+        body = Markup(_body_mjml(issue.blocks, env, r))
+        source = env.get_template("email.mjml.j2").render(body=body, phone_css=styles.phone(), **page)
+        css = env.get_template("email.css.j2").render(blocks_css=styles.inline(), **page)
         text = env.get_template("email.txt.j2").render(body=Markup(_text(issue.blocks, env, r)), **page)
-    inlined = _color_scheme(inline_css(_compile(source), css), env, theme)
+    inlined = _color_scheme(inline_css(_compile(source), css), env, theme, styles)
     problems = _address_problems(issue, p, inlined)
     if problems:
         raise IssueInvalid(problems)
@@ -263,13 +350,13 @@ def render_issue(issue: Issue | Path | str, *, base_url: str = "http://127.0.0.1
         html=p.restore(_regions(inlined, "email", p), escape=True).replace(asset, web_url),
         text=plaintext.wrap_lines(p.restore(text, escape=False)),
         web_html=p.resolve(_regions(inlined, "web", p), {}).replace(asset, ""),
-        assets={published_name(issue.source, f): f for f in issue.assets.values()},
+        assets={**{published_name(issue.source, f): f for f in issue.assets.values()}, **r.shipped},
         mjml=source,
         merge_fields=p.fields(inlined + text),
     )
 
 
-def _color_scheme(html: str, env: Environment, theme: Any) -> str:
+def _color_scheme(html: str, env: Environment, theme: Any, styles: Styles) -> str:
     """Declare light and dark (with the theme's dark palette), or light only.
 
     The dark rules get a <style> of their own: a client that rejects one rule
@@ -278,11 +365,62 @@ def _color_scheme(html: str, env: Environment, theme: Any) -> str:
     if theme.colors_dark is None:
         head = '<meta name="color-scheme" content="light"><meta name="supported-color-schemes" content="light">'
     else:
-        css = env.get_template("dark.css.j2").render(d=theme.colors_dark)
+        d = theme.colors_dark
+        css = env.get_template("dark.css.j2").render(d=d, blocks_dark=lambda fg, bg: styles.dark(d, fg, bg))
         head = ('<meta name="color-scheme" content="light dark">'
                 '<meta name="supported-color-schemes" content="light dark">'
                 f'<style type="text/css">{css}</style>')
     return html.replace("</head>", head + "</head>", 1)
+
+
+def styled_components(issue: Issue) -> list[str]:
+    """The components whose CSS the issue needs: those it uses, and those their templates borrow from."""
+    known = components()
+    wanted: set[str] = set()
+    todo = [b.name for b in issue.walk()]
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo.extend(known[name].css_from)
+    return [name for name in known if name in wanted]  # registry order: the same CSS for the same blocks
+
+
+@dataclass
+class Styles:
+    """Each component's CSS lives in its own template, as macros beside `mjml` and `text`:
+
+    - `css(r)`: rules premailer inlines into the email,
+    - `phone(r)`: rules inside the phone-width @media query (not inlinable),
+    - `dark(d, fg, bg)`: dark-mode rules, written twice by dark.css.j2 (`fg`/`bg`
+      are the Outlook apps' [data-ogsc]/[data-ogsb] prefixes, or empty).
+
+    Only the components an issue uses add theirs, so a short issue carries
+    a short stylesheet.
+    """
+
+    env: Environment
+    names: list[str]
+    r: Context
+
+    def _join(self, macro: str, *args: Any) -> Markup:
+        out = []
+        for name in self.names:
+            found = getattr(self.env.get_template(f"blocks/{name}.mjml.j2").module, macro, None)
+            if found is not None:
+                rules = str(found(*args)).strip()
+                if rules:
+                    out.append(rules)
+        return Markup("\n".join(out))
+
+    def inline(self) -> Markup:
+        return self._join("css", self.r)
+
+    def phone(self) -> Markup:
+        return self._join("phone", self.r)
+
+    def dark(self, d: Any, fg: str, bg: str) -> Markup:
+        return self._join("dark", d, fg, bg)
 
 
 def _compile(source: str) -> str:

@@ -23,7 +23,7 @@ PARENTS = {
     "mj-head": {"mjml"}, "mj-body": {"mjml"},
     "mj-title": {"mj-head"}, "mj-preview": {"mj-head"}, "mj-attributes": {"mj-head"}, "mj-style": {"mj-head"},
     "mj-all": {"mj-attributes"},
-    "mj-section": {"mj-body", "mj-wrapper"}, "mj-wrapper": {"mj-body"},
+    "mj-section": {"mj-body", "mj-wrapper"}, "mj-wrapper": {"mj-body"}, "mj-hero": {"mj-body", "mj-wrapper"},
     "mj-column": {"mj-section", "mj-group"}, "mj-group": {"mj-section"},
     "mj-text": {"mj-column", "mj-hero", "mj-attributes"}, "mj-image": {"mj-column", "mj-hero", "mj-attributes"},
     "mj-button": {"mj-column", "mj-hero", "mj-attributes"}, "mj-divider": {"mj-column", "mj-attributes"},
@@ -115,12 +115,22 @@ def test_mjml_compiles_each_fragment_alone():
         assert mjml.mjml2html(rendered.mjml).startswith("<!doctype html>")
 
 
-def test_images_carry_alt_text_including_social_icons(reference_rendered):
+def test_images_carry_alt_text_and_labelled_icons_are_decorative(reference_rendered):
     doc = lxml.html.document_fromstring(reference_rendered.html)
     images = doc.xpath("//img")
-    assert len(images) == 9  # 8 pictures and the Twitter icon
-    assert any(img.get("alt") == "Twitter" for img in images)
-    assert all(img.get("alt") for img in images), [lxml.html.tostring(i) for i in images if not i.get("alt")]
+    assert len(images) == 10  # 8 pictures and the Twitter icon, light and dark
+    assert all(img.get("alt") for img in images[:8]), [lxml.html.tostring(i) for i in images if not i.get("alt")]
+    # The contact block writes "Twitter: @LancsVRN" beside its icon: the icon says nothing more.
+    icons = doc.xpath("//a[contains(@href, 'twitter.com')]//img")
+    assert len(icons) == 2 and all(img.get("alt") == "" for img in icons)
+    assert "Twitter: @LancsVRN" in icons[0].getparent().text_content()
+
+
+def test_icon_only_social_links_are_named_by_their_alt_text():
+    doc = lxml.html.document_fromstring(render_issue(ALL_COMPONENTS).html)
+    row = doc.xpath("//p[@class='nl-social']//a")
+    assert [a.xpath("img/@alt") for a in row] == [[n, n] for n in ("Facebook", "Instagram", "YouTube", "Email",
+                                                                   "Website")]
 
 
 def test_layout_tables_are_presentational(reference_rendered):

@@ -1,9 +1,10 @@
-"""The sender's contact block, with social links (each icon has alt text)."""
+"""The sender's contact block, with social links (our own icons, labelled with the handle)."""
 from typing import Literal
 
 from ..fields import BlockFields, OptionalText, Text, Url
 
 LAYOUT = "section"
+CSS_FROM = ("section", "social")  # a section title; social icons
 
 NETWORKS = {
     "twitter": ("Twitter", "https://twitter.com/{}"),

@@ -7,6 +7,7 @@ from ..fields import BlockFields, Image
 
 LAYOUT = "section"
 LIST_FIELD = "images"
+CSS_FROM = ("image",)  # its captions
 
 
 class Fields(BlockFields):

@@ -1,9 +1,8 @@
-"""Statistics as large figures, two or three a row, stacked on a phone."""
+"""Statistics as large figures on cards of equal height, two or three a row, stacked on a phone."""
 from pydantic import Field
 
 from ..fields import BlockFields, OptionalText, Text
 
-LAYOUT = "section"
 LIST_FIELD = "items"
 
 
