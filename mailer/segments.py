@@ -109,6 +109,10 @@ class Segment:
         """The rule as readable text, one condition per line."""
         return "\n".join(_describe(self.where, ""))
 
+    def members(self, conn: Connection, list_id: int) -> Select[Any]:
+        """segment_members() as the sender asks for it (mailer.sending.Segmented)."""
+        return segment_members(conn, self, list_id)
+
 
 @dataclass(frozen=True)
 class SegmentEntry:
@@ -296,7 +300,7 @@ class _Checker:
         if isinstance(value, list):
             self.say(path, "`is` takes one value; for several, write `in: [A, B]`")
             return None
-        text = self.text(value, path, "is")
+        text = self.compared(value, path, "is")
         return (text,) if text is not None else None
 
     def in_values(self, value: Any, path: PathKey) -> tuple[str, ...] | None:
@@ -309,10 +313,10 @@ class _Checker:
         if not value:
             self.say(path, "`in` is empty: nobody could match; give at least one value")
             return None
-        texts = [self.text(v, (*path, i), "in") for i, v in enumerate(value)]
+        texts = [self.compared(v, (*path, i), "in") for i, v in enumerate(value)]
         return tuple(t for t in texts if t is not None) if None not in texts else None
 
-    def text(self, value: Any, path: PathKey, key: str) -> str | None:
+    def compared(self, value: Any, path: PathKey, key: str) -> str | None:
         """A value to compare with: text only; YAML's other readings of a bare word are refused, not guessed."""
         if isinstance(value, str):
             self.values += 1
@@ -382,7 +386,7 @@ class _Checker:
         if not given:
             self.say(path[:-1], f"`event` needs `kind:` (one of {', '.join(EVENT_KINDS)})")
         elif not self.refused(path):
-            close = difflib.get_close_matches(str(value), list(EVENT_KINDS), n=1)
+            close = difflib.get_close_matches(str(value), list(EVENT_KINDS), n=1, cutoff=0.75)
             hint = f"did you mean `{close[0]}`? " if close else ""
             self.say(path, f"unknown event kind {str(value)!r}; {hint}known: {', '.join(EVENT_KINDS)}")
         return None
@@ -521,8 +525,9 @@ def segment_count(db: Database, segment: Segment, list_name: str) -> int:
 
 # --- describing -----------------------------------------------------------------------------------
 
-_EVENT_TEXT = {"sent": "was sent issue {}", "delivered": "had issue {} delivered", "bounced": "bounced on issue {}",
-               "complained": "complained about issue {}", "unsubscribed": "unsubscribed through issue {}"}
+_EVENT_TEXT = {"sent": ("was sent issue", ""), "delivered": ("had issue", " delivered"),
+               "bounced": ("bounced on issue", ""), "complained": ("complained about issue", ""),
+               "unsubscribed": ("unsubscribed through issue", "")}
 
 
 def _quoted(text: str) -> str:
@@ -556,4 +561,5 @@ def _leaf(rule: FieldRule | JoinedRule | EventRule) -> str:
         parts = [f"after {_shown_when(rule.after)}" if rule.after is not None else "",
                  f"before {_shown_when(rule.before)}" if rule.before is not None else ""]
         return "joined the list " + " and ".join(p for p in parts if p)
-    return _EVENT_TEXT[rule.kind].format(rule.issue)
+    before, after = _EVENT_TEXT[rule.kind]
+    return f"{before} {rule.issue}{after}"

@@ -57,7 +57,7 @@ def segments_show(obj: Obj, name: str, list_name: str | None, count: bool) -> No
     if count and list_name is None:
         raise click.UsageError("--count needs --list LIST: a segment counts the members of one list")
     segment = find_segment(segments_folder(obj), name)
-    if count:
+    if count and list_name is not None:
         click.echo(segment_count(obj.db, segment, list_name))
         return
     click.echo(f"{segment.name}: {segment.title or '(no title)'}  [{segment.file}]")
