@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "ComponentError": ".errors", "IssueInvalid": ".errors", "Problem": ".errors", "RenderError": ".errors",
     "ThemeError": ".errors",
-    "Finding": ".lint", "check_issue": ".lint", "findings_from_invalid": ".lint",
+    "Finding": ".lint", "check_issue": ".lint", "findings_from_invalid": ".lint", "findings_from_problems": ".lint",
     "MergeField": ".merge", "compile_template": ".merge", "fields_in": ".merge", "fill": ".merge",
     "substitute": ".merge",
     "Block": ".model", "Issue": ".model",
     "components": ".registry",
     "Footer": ".render", "RenderedIssue": ".render", "clear_template_cache": ".render", "render_issue": ".render",
     "Theme": ".theme", "load_theme": ".theme", "theme_names": ".theme",
-    "load_issue": ".validate",
+    "Reading": ".validate", "load_issue": ".validate", "read_issue": ".validate",
     "render_confirmation": ".transactional",
     "SupportIssue": ".support", "check_support": ".support",
 }
@@ -36,7 +36,7 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:
     from .errors import ComponentError, IssueInvalid, Problem, RenderError, ThemeError
-    from .lint import Finding, check_issue, findings_from_invalid
+    from .lint import Finding, check_issue, findings_from_invalid, findings_from_problems
     from .merge import MergeField, compile_template, fields_in, fill, substitute
     from .model import Block, Issue
     from .registry import components
@@ -44,4 +44,4 @@ if TYPE_CHECKING:
     from .support import SupportIssue, check_support
     from .theme import Theme, load_theme, theme_names
     from .transactional import render_confirmation
-    from .validate import load_issue
+    from .validate import Reading, load_issue, read_issue

@@ -20,10 +20,13 @@ class Problem:
     col: int
     path: str
     message: str
+    hint: str = ""  # how to fix it, where the message alone would leave an author guessing
+    rule: str = "invalid"  # the `check` rule it is reported under
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.col}"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        said = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        return f"{said}\n    hint: {self.hint}" if self.hint else said
 
 
 class IssueInvalid(ComponentError):

@@ -12,6 +12,9 @@ with every other problem of the file (design §3).
 """
 from __future__ import annotations
 
+import bisect
+import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,6 +42,7 @@ MAX_NUMBER = 100  # characters in a number: a 100,000-digit integer costs second
 MAX_PROBLEMS = 200  # reported by the reader; a generated hostile file could otherwise list 50,000
 
 _TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep; an issue is far flatter"
+DATE_HINT = "write a date as YYYY-MM-DD, e.g. 2024-05-14"
 
 # Tags with a plain meaning; anything else (!!python/object, !!binary, custom tags) is refused.
 _SCALAR_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float", "str", "timestamp")}
@@ -70,6 +74,9 @@ class Located:
     problems: list[Problem] = field(default_factory=list)
     complete: bool = True
     unread: set[str] = field(default_factory=set)  # shown paths whose value was refused and read as null
+    text: str = ""  # the file's text: where a problem inside a long value is (where_in)
+    ends: dict[PathKey, tuple[int, int]] = field(default_factory=dict)  # where each scalar ends
+    _line_starts: list[int] = field(default_factory=list, repr=False)
 
     def where(self, path: PathKey) -> tuple[int, int]:
         """Line and column of the nearest known node at or above `path`."""
@@ -82,9 +89,55 @@ class Located:
         """Position of the mapping key naming `path`, falling back to its value."""
         return self.key_marks.get(path) or self.where(path)
 
-    def problem(self, path: PathKey, shown: str, message: str, *, at_key: bool = False) -> Problem:
+    def problem(self, path: PathKey, shown: str, message: str, *, at_key: bool = False, hint: str = "",
+                rule: str = "invalid") -> Problem:
         line, col = self.key_where(path) if at_key else self.where(path)
-        return Problem(self.file, line, col, shown, message)
+        return Problem(self.file, line, col, shown, message, hint, rule)
+
+    def where_in(self, path: PathKey, value: str, offset: int) -> tuple[int, int]:
+        """Line and column of `value[offset]`, inside the string read at `path`.
+
+        The value is not its source (indentation, folding, quotes and escapes
+        come between), so the text from `offset` to the next space is looked
+        up in the value's own stretch of the file, as often as it occurs before
+        `offset`; if it cannot be found there, the value's start.
+        """
+        start, end = self.marks.get(path), self.ends.get(path)
+        if start is None or end is None or not self.text or not 0 <= offset < len(value):
+            return self.where(path)
+        snippet = _snippet(value, offset)
+        first, last = self._offset(start), self._offset(end)
+        at = first - 1
+        for _ in range(_occurrences(value, snippet, offset) + 1):
+            at = self.text.find(snippet, at + 1, last)
+            if at < 0:
+                return start
+        line = bisect.bisect_right(self._starts(), at)
+        return line, at - self._starts()[line - 1] + 1
+
+    def _starts(self) -> list[int]:
+        if not self._line_starts:
+            self._line_starts = [0] + [m.end() for m in re.finditer("\n", self.text)]
+        return self._line_starts
+
+    def _offset(self, place: tuple[int, int]) -> int:
+        starts = self._starts()
+        return (starts[place[0] - 1] if place[0] <= len(starts) else len(self.text)) + place[1] - 1
+
+
+def _snippet(value: str, offset: int) -> str:
+    """The text at `offset` up to a space, a quote or a backslash (what quoting or folding may change)."""
+    end = offset
+    while end < len(value) and end - offset < 40 and not value[end].isspace() and value[end] not in "\"'\\":
+        end += 1
+    return value[offset:max(end, offset + 1)]
+
+
+def _occurrences(value: str, snippet: str, before: int) -> int:
+    count, at = 0, value.find(snippet)
+    while 0 <= at < before:
+        count, at = count + 1, value.find(snippet, at + 1)
+    return count
 
 
 class _Stop(Exception):
@@ -109,9 +162,9 @@ class _Reader:
         self.nodes = 0
         self.muted = 0  # while reading a key, or a value given twice: record no positions
 
-    def report(self, mark: Any, path: PathKey, message: str) -> None:
+    def report(self, mark: Any, path: PathKey, message: str, hint: str = "") -> None:
         if len(self.loc.problems) < MAX_PROBLEMS:
-            self.loc.problems.append(Problem(self.loc.file, *_pos(mark), shown_path(path), message))
+            self.loc.problems.append(Problem(self.loc.file, *_pos(mark), shown_path(path), message, hint))
         elif len(self.loc.problems) == MAX_PROBLEMS:
             self.loc.problems.append(Problem(self.loc.file, *_pos(mark), "",
                                              f"more than {MAX_PROBLEMS} problems; fix these first"))
@@ -174,6 +227,8 @@ class _Reader:
         return tag
 
     def scalar(self, event: Any, path: PathKey) -> Any:
+        if not self.muted:
+            self.loc.ends[path] = _pos(event.end_mark)
         tag = self.tag(event, yaml.ScalarNode, "", path)
         if len(event.value) > MAX_STRING:
             self.report(event.start_mark, path, f"{len(event.value):,} characters; a value can hold at most "
@@ -190,7 +245,8 @@ class _Reader:
             return self.constructor.construct_object(node, deep=True)
         except (ValueError, OverflowError, TypeError, yaml.YAMLError) as exc:
             # e.g. `date: 2020-13-45`: name the line, not just the reason
-            self.report(event.start_mark, path, f"invalid value {_short(event.value)}: {exc}")
+            self.report(event.start_mark, path, f"invalid value {_short(event.value)}: {exc}",
+                        DATE_HINT if tag.endswith(":timestamp") else "")
             return self.unread(path)
 
     def sequence(self, start: Any, path: PathKey, depth: int) -> list[Any]:
@@ -256,7 +312,7 @@ def _short(value: str, limit: int = 60) -> str:
 
 def load_yaml(text: str, file: str) -> Located:
     """Read one YAML document; every problem comes back in `problems`, none is raised."""
-    loaded = Located(file=file, data=None)
+    loaded = Located(file=file, data=None, text=text)
     if len(text) > MAX_FILE_BYTES:
         return _stopped(loaded, Problem(file, 1, 1, "", _TOO_BIG))
     reader = _Reader(text, loaded)
@@ -292,7 +348,26 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, file: str) -> Problem:
         reason = "tabs are not allowed in YAML indentation; use spaces"
     if "maximum nesting depth" in reason:  # libyaml's own limit, met while scanning ahead of us
         return Problem(file, line, col, "", _TOO_DEEP)
-    return Problem(file, line, col, "", f"YAML syntax error: {reason}")
+    return Problem(file, line, col, "", f"YAML syntax error: {reason}", _syntax_hint(reason, text, line))
+
+
+# `heading: Race report: Preston 10K`: the key, then a plain value holding ": ".
+_PLAIN_PAIR = re.compile(r"""^(?P<key>\s*(?:-\s+)?[^\s:#'"{\[][^:#]*?:)\s+(?P<value>[^'"{\[|>].*?)(?:\s+#.*)?$""")
+
+
+def _syntax_hint(reason: str, text: str, line: int) -> str:
+    """The usual fix for the YAML errors authors meet: a colon, comma or brace inside an unquoted value."""
+    lines = text.split("\n")
+    source = lines[line - 1] if 0 < line <= len(lines) else ""
+    if "mapping values are not allowed" in reason:
+        pair = _PLAIN_PAIR.match(source)
+        if pair:
+            quoted = json.dumps(pair.group("value"), ensure_ascii=False)  # a JSON string is valid YAML
+            return f'a value holding ": " must be quoted: {pair.group("key").strip()} {quoted}'
+        return 'a value holding ": " must be quoted: title: "Race report: Preston 10K"'
+    if "expected ',' or '}'" in reason or "expected ',' or ']'" in reason:
+        return 'inside { } or [ ], quote a value that holds ":", "," or a bracket: {title: "Race: 10K"}'
+    return ""
 
 
 def _line_col(text: str, position: int) -> tuple[int, int]:
