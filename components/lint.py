@@ -6,16 +6,18 @@ but reads badly or breaks in a client. Each finding names its rule and place.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any
-
-import mjml
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from . import merge
-from .errors import IssueInvalid
+from .errors import IssueInvalid, Problem
 from .fields import strings_in
 from .model import Issue
-from .render import RenderedIssue, render_issue
+
+if TYPE_CHECKING:  # render pulls in MJML, Jinja and premailer: only when a check renders
+    from .render import Footer, RenderedIssue
 
 GMAIL_CLIP = 102 * 1024  # Gmail hides everything past 102 KB of HTML
 SIZE_WARNING = 90 * 1024
@@ -34,37 +36,74 @@ class Finding:
     file: str
     line: int
     clients: list[str] = field(default_factory=list)
+    col: int = 1
+    hint: str = ""  # how to fix it, where the message alone would leave an author guessing
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The shape of `check --json` (design §4); the hint is part of the message there."""
+        message = f"{self.message}; {self.hint}" if self.hint else self.message
+        return {"level": self.level, "rule": self.rule, "message": message, "file": self.file,
+                "line": self.line, "clients": list(self.clients)}
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.level}: {self.message} [{self.rule}]"
+        hint = f"\n    hint: {self.hint}" if self.hint else ""
+        return f"{self.file}:{self.line}:{self.col}: {self.level}: {self.message} [{self.rule}]{hint}"
+
+
+def order(findings: Iterable[Finding]) -> list[Finding]:
+    """Errors first, then by place in the file."""
+    return sorted(findings, key=lambda f: (f.level != "error", f.file, f.line, f.col, f.rule))
 
 
 def check_issue(issue: Issue, rendered: RenderedIssue | None = None,
-                clients: tuple[str, ...] | None = None) -> list[Finding]:
-    """Every finding for one valid issue, errors first; warnings the issue accepts (`accept:`) left out.
+                clients: tuple[str, ...] | None = None, *, footer: Footer | None = None,
+                left_out: Iterable[str] = (), places: Mapping[str, tuple[int, int]] | None = None) -> list[Finding]:
+    """Every finding for one issue, errors first; warnings the issue accepts (`accept:`) left out.
 
     What only rendering finds (a merge field as a link's address: merge.ADDRESS_MESSAGE) comes back
-    as findings too, the problems the render refused with.
+    as findings too, the problems the render refused with. `footer` is what the email's footer says
+    (default: the theme's). For the part of a file with problems that validated (validate.Reading),
+    `left_out` names what that part lacks, and the rules that need it are not run; `places` (where
+    each key and block is) gives findings their column.
     """
     if rendered is None:
+        from .render import render_issue
         try:
-            rendered = render_issue(issue)
+            rendered = render_issue(issue, footer=footer)
         except IssueInvalid as exc:
             return findings_from_invalid(exc)
     findings = [*_merge_fields(issue), *_insecure(issue, rendered), *_size(issue, rendered), *_envelope(issue),
-                *_image_budget(issue), *_accessibility(issue, rendered), *_client_support(issue, rendered, clients)]
+                *_image_budget(issue), *_accessibility(issue, rendered), *_client_support(issue, rendered, clients),
+                *_placeholders(issue, footer)]
+    unsure = {rule for part in left_out for rule in NEEDS.get(part, ())}
     accepted = {a.rule for a in issue.fields.accept}
-    kept = [f for f in findings if not (f.level == "warning" and f.rule in accepted)]
-    return sorted(kept + _unknown_acceptances(issue), key=lambda f: (f.level != "error", f.line, f.rule))
+    kept = [f for f in findings if f.rule not in unsure and not (f.level == "warning" and f.rule in accepted)]
+    return order(_with_columns(kept + _unknown_acceptances(issue), issue, places or {}))
 
 
 # Every rule `check` knows, so that `accept:` cannot name one that does not exist.
 RULES = ("merge-field", "insecure-link", "gmail-clip", "size", "libero-clip", "style-size", "preheader",
          "subject-length", "client-support", "a11y-lang", "a11y-title", "a11y-layout-table", "a11y-headings",
-         "a11y-link-text", "a11y-alt-text", "a11y-contrast", "image-size")
+         "a11y-link-text", "a11y-alt-text", "a11y-contrast", "image-size", "placeholder-footer", "scaffold-text")
+
+# What a rule needs to judge the issue: left out of a file with problems, it is not run (the
+# headings of a masthead in error are missing, not skipped; the default theme's contrast is not theirs).
+NEEDS = {
+    "blocks": ("gmail-clip", "size", "libero-clip", "a11y-headings"),
+    "subject": ("subject-length", "a11y-title", "scaffold-text"),
+    "preheader": ("preheader",),
+    "lang": ("a11y-lang",),
+    "theme": ("a11y-contrast", "style-size", "placeholder-footer"),
+    "accept": ("accept",),
+}
+
+
+def _with_columns(findings: list[Finding], issue: Issue, places: Mapping[str, tuple[int, int]]) -> list[Finding]:
+    """A finding about a block points at its key: the column of the block that starts on its line."""
+    columns = {places[b.path][0]: places[b.path][1] for b in issue.walk() if b.path in places}
+    columns.update({places[k][0]: places[k][1] for k in ("subject", "preheader") if k in places})
+    return [replace(f, col=columns[f.line]) if f.col == 1 and f.file == issue.shown and f.line in columns else f
+            for f in findings]
 
 
 def _unknown_acceptances(issue: Issue) -> list[Finding]:
@@ -81,8 +120,12 @@ def _client_support(issue: Issue, rendered: RenderedIssue, clients: tuple[str, .
 
 
 def findings_from_invalid(exc: IssueInvalid) -> list[Finding]:
-    return [Finding("error", "invalid", f"{p.path}: {p.message}" if p.path else p.message, p.file, p.line)
-            for p in exc.problems]
+    return findings_from_problems(exc.problems)
+
+
+def findings_from_problems(problems: Iterable[Problem]) -> list[Finding]:
+    return [Finding("error", p.rule, f"{p.path}: {p.message}" if p.path else p.message, p.file, p.line,
+                    col=p.col, hint=p.hint) for p in problems]
 
 
 def _merge_fields(issue: Issue) -> list[Finding]:
@@ -179,19 +222,26 @@ def _size(issue: Issue, rendered: RenderedIssue) -> list[Finding]:
 
 
 def block_sizes(issue: Issue, rendered: RenderedIssue) -> list[tuple[str, int]]:
-    """Approximate HTML bytes each top-level block adds, biggest first."""
-    head, _, rest = rendered.mjml.partition("<mj-body")
-    empty = len(mjml.mjml2html(head + "<mj-body></mj-body></mjml>"))
-    sizes = []
-    for block in issue.blocks:
-        alone = render_issue(_only(issue, block)).mjml
-        sizes.append((block.path, len(mjml.mjml2html(alone)) - empty))
+    """Approximate HTML bytes each top-level block adds, biggest first (before CSS inlining).
+
+    One compile, whatever the issue's length: every top-level block's MJML, as the email lays it
+    out, with a marker comment before each; a block's size is the HTML between its marker and the next.
+    """
+    import mjml
+
+    from .render import Context, _body_mjml, _env
+    from .theme import load_theme
+    env = _env(issue.fields.theme)
+    context = Context(issue, load_theme(issue.fields.theme), "https://example.invalid")
+    key = f"nl-size-{secrets.token_hex(8)}"  # no text of the issue can hold it
+    body = "".join(f"<mj-raw><!--{key}--></mj-raw>{_body_mjml((block,), env, context)}" for block in issue.blocks)
+    head = rendered.mjml.partition("<mj-body")[0]
+    html = mjml.mjml2html(f"{head}<mj-body>{body}<mj-raw><!--{key}--></mj-raw></mj-body></mjml>")
+    parts = html.split(f"<!--{key}-->")[1:-1]
+    if len(parts) != len(issue.blocks):  # a marker lost in compiling: say nothing rather than guess
+        return []
+    sizes = [(block.path, len(part.encode())) for block, part in zip(issue.blocks, parts, strict=True)]
     return sorted(sizes, key=lambda s: -s[1])
-
-
-def _only(issue: Issue, block: Any) -> Issue:
-    from dataclasses import replace
-    return replace(issue, blocks=(block,))
 
 
 def _biggest(issue: Issue, rendered: RenderedIssue) -> str:
@@ -204,9 +254,68 @@ def _envelope(issue: Issue) -> list[Finding]:
         found.append(Finding("warning", "preheader",
                              "no preheader: inboxes will show the first words of the email instead",
                              issue.shown, 1, ["Gmail", "Outlook", "Apple Mail"]))
-    if len(issue.fields.subject) > SUBJECT_MAX:
+    seen = visible(issue.fields.subject)
+    if len(seen) > SUBJECT_MAX:
+        fields = " (merge fields counted as their defaults)" if seen != issue.fields.subject else ""
         found.append(Finding("warning", "subject-length",
-                             f"the subject is {len(issue.fields.subject)} characters; "
-                             f"inboxes cut it near {SUBJECT_MAX}",
-                             issue.shown, 1, ["Gmail", "Outlook", "Apple Mail"]))
+                             f"the subject is {len(seen)} characters{fields}; inboxes cut it near {SUBJECT_MAX}",
+                             issue.shown, _line_of(issue, "subject"), ["Gmail", "Outlook", "Apple Mail"]))
     return found
+
+
+def visible(text: str) -> str:
+    """`text` as a reader sees it: each merge field as its default (a name we cannot know: nothing)."""
+    def shown(m: re.Match[str]) -> str:
+        try:
+            return merge.parse_field(m.group(1)).default or ""
+        except merge.MergeSyntaxError:
+            return m.group()
+    return merge.EXPRESSION.sub(shown, text)
+
+
+def _line_of(issue: Issue, key: str) -> int:
+    # The top-level keys' lines are in the source only; a finding names line 1 when it cannot find one.
+    try:
+        lines = issue.source.read_text("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return 1
+    return next((i for i, line in enumerate(lines, 1) if line.startswith(f"{key}:")), 1)
+
+
+# --- text that was meant to be replaced ----------------------------------------------------------------
+
+# What `newsletter new` writes for the author to replace (newsletter/scaffold.py; a test keeps them in step).
+SCAFFOLD_TEXT = (
+    "One line that inboxes show after the subject", "Write your introduction here", "The story itself",
+    "A sub-heading", "First story", "Your organisation", "Read the full story on our website",
+)
+# A theme's stand-in for the sender's details (components/themes/default.yaml): "Example Newsletter",
+# "1 Example Street, Exampletown": no real sender is called that.
+_EXAMPLE = re.compile(r"\bexample(?:town)?\b", re.I)
+
+
+def _placeholders(issue: Issue, footer: Footer | None) -> list[Finding]:
+    found = [Finding("warning", "scaffold-text", f"{where}: still says {phrase!r}, the example text of "
+                     "`newsletter new`; write your own", issue.shown, line, ["all"])
+             for text, line, where in _places(issue) for phrase in SCAFFOLD_TEXT if phrase in text]
+    if footer is None:
+        from .theme import load_theme
+        theme = load_theme(issue.fields.theme)
+        footer_text = {"organisation": theme.organisation, "postal_address": theme.postal_address}
+    else:
+        footer_text = {"organisation": footer.organisation, "postal_address": footer.postal_address}
+    stand_ins = [f"{name.replace('_', ' ')} {text!r}" for name, text in footer_text.items() if _EXAMPLE.search(text)]
+    if stand_ins:
+        found.append(Finding(
+            "warning", "placeholder-footer",
+            f"the footer shows the theme's placeholder {' and '.join(stand_ins)}: set organisation and "
+            "postal_address in newsletter.toml (or NEWSLETTER_ORGANISATION and NEWSLETTER_POSTAL_ADDRESS); "
+            "readers, and the law, expect the sender's real name and postal address", issue.shown, 1, ["all"]))
+    return found
+
+
+def _places(issue: Issue) -> list[tuple[str, int, str]]:
+    """Every string an author wrote, with its line and path."""
+    places = [(issue.fields.subject, _line_of(issue, "subject"), "subject"),
+              (issue.fields.preheader, _line_of(issue, "preheader"), "preheader")]
+    return places + [(s, b.line, b.path) for b in issue.walk() for s in strings_in(_own_fields(b))]

@@ -13,7 +13,10 @@ Scope rules keep the report about what a reader can see:
 - CSS inside `<style>` (or inside `@media`) is not held against a platform that drops the
   `<style>` element (or `@media`) altogether: the html-style (css-at-media) finding says so once;
 - BASICS are never reported, and components/support_allowlist.yaml lists MJML's deliberate
-  fallbacks, each with its reason.
+  fallbacks, each with its reason;
+- VML and Office elements (`<v:image>`, `<v:rect>`, `<o:…>`: a hero's background for Outlook)
+  exist only for Word, and their `style` is VML's positioning, not the CSS caniemail describes:
+  they are not checked.
 """
 from __future__ import annotations
 
@@ -562,6 +565,8 @@ class _Scanner(HTMLParser):
             self.found("html-doctype", f"<!{decl}>", f"<!{decl}>")
 
     def _element(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if ":" in tag:  # VML and Office markup (<v:image style="position:absolute">): Word's own language
+            return
         db, context = self.db, self.get_starttag_text() or f"<{tag}>"
         shown = lambda: _short(context)  # noqa: E731
         for slug in db.elements.get(tag, ()):

@@ -224,12 +224,14 @@ def test_check_json_of_a_bad_issue(bad_issue: Path) -> None:
     result = run("check", "--json", bad_issue)
     assert result.exit_code == 1
     findings = json.loads(result.stdout)
-    assert [f["line"] for f in findings] == [3, 4, 5]
+    errors = [f for f in findings if f["level"] == "error"]
+    assert [f["line"] for f in errors] == [3, 4, 5]
     for f in findings:
         assert set(f) == {"level", "rule", "message", "file", "line", "clients"}
-        assert f["level"] == "error"
         assert f["file"] == str(bad_issue)
-    assert "unknown block type 'txt'" in findings[0]["message"]
+    assert [f["rule"] for f in findings if f["level"] == "warning"] == ["base-url"]  # configuration: checked too
+    assert "unknown block type 'txt'" in errors[0]["message"]
+    assert errors[0]["message"].endswith("; did you mean 'text'?")  # the hint, in the contract's keys
 
 
 def test_check_of_a_bad_issue_exits_1_listing_every_problem(bad_issue: Path) -> None:
