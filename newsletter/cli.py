@@ -8,8 +8,11 @@ domain errors into exit status 1 with one clear message. Heavy imports
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import sys
+import threading
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -75,7 +78,38 @@ class Obj:
 @click.pass_context
 def main(ctx: click.Context, config: Path | None) -> None:
     """Write, build, check and preview email newsletters."""
+    _defer_imports("requests")
     ctx.obj = Obj(config)
+
+
+def _defer_imports(*names: str) -> None:
+    """Import these modules on first use rather than when some library imports them.
+
+    premailer imports `requests` (and with it urllib3, charset_normalizer,
+    idna and certifi: a sixth of a `newsletter build`) only to fetch remote
+    stylesheets, which components/inline.py never lets it do. Nothing of
+    ours uses requests; whatever does gets the real module on first use.
+    (importlib.util.LazyLoader cannot do this: the next `import` statement
+    reads the module's __spec__, which loads it.)
+    """
+    for name in names:
+        if name not in sys.modules:
+            sys.modules[name] = _OnFirstUse(name)
+
+
+class _OnFirstUse(types.ModuleType):
+    """A stand-in in sys.modules that imports the real module when an attribute is first asked for."""
+
+    _lock = threading.Lock()
+
+    def __getattr__(self, attribute: str) -> Any:
+        with self._lock:
+            real = self.__dict__.get("_real")
+            if real is None:
+                if sys.modules.get(self.__name__) is self:
+                    del sys.modules[self.__name__]
+                real = self.__dict__["_real"] = importlib.import_module(self.__name__)
+        return getattr(real, attribute)
 
 
 @main.command()
@@ -169,10 +203,11 @@ def serve(obj: Obj, host: str, port: int) -> None:
 
 from .cli_audience import db, lists, subscribers  # noqa: E402
 from .cli_events import events  # noqa: E402
+from .cli_jobs import sends, worker  # noqa: E402
 from .cli_segments import segments  # noqa: E402
 from .cli_send import report, send, test_send  # noqa: E402
 
-for command in (lists, subscribers, db, send, test_send, report, events, segments):
+for command in (lists, subscribers, db, send, test_send, report, events, segments, sends, worker):
     main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -155,6 +155,11 @@ def serve_preview(issue_path: Path, settings: Settings, port: int,
     server = make_server(lambda: render(), issue_path, port)
     url = f"http://127.0.0.1:{server.server_address[1]}/"
     if shots is not None:
+        try:  # screenshots of the error page would say nothing: the error itself goes to the author
+            render()
+        except BaseException:
+            server.server_close()
+            raise
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
