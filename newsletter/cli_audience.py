@@ -44,10 +44,11 @@ def lists_ls(obj: Obj, as_json: bool) -> None:
         click.echo("No lists yet. Create one: newsletter lists create NAME")
         return
     width = max(len(item["name"]) for item in found)
-    click.echo(f"{'list':<{width}}  subscribed  unconfirmed  unsubscribed  title")
+    # Suppressed members are never mailed: counted apart, not as subscribed (or anything else).
+    click.echo(f"{'list':<{width}}  subscribed  unconfirmed  unsubscribed  suppressed  title")
     for item in found:
         click.echo(f"{item['name']:<{width}}  {item['subscribed']:>10}  {item['unconfirmed']:>11}"
-                   f"  {item['unsubscribed']:>12}  {item['title']}")
+                   f"  {item['unsubscribed']:>12}  {item['suppressed']:>10}  {item['title']}")
 
 
 @lists.command("rm")

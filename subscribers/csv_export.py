@@ -11,7 +11,7 @@ from typing import IO, Any
 
 from sqlalchemy import Connection, Text, cast, func, select, text
 
-from .csv_files import atomic_writer
+from .csv_files import atomic_writer, neutralise
 from .db import Database, iso
 from .lists import get_list
 from .schema import memberships, subscribers
@@ -65,11 +65,20 @@ def _write(handle: IO[str], custom: list[str], cursor: Any, on_progress: Callabl
     while chunk := cursor.fetchmany(CHUNK):
         for email, name, status, fields, sub, unsub in chunk:
             values = loads(fields)
-            writer.writerow([email, name, status, *(values.get(k, "") for k in custom), _iso(sub), _iso(unsub)])
+            # Neutralised (csv_files.neutralise): a name or field is whatever a sign-up form was sent.
+            writer.writerow([neutralise(email), neutralise(name), status,
+                             *(_cell(values.get(k, "")) for k in custom), _iso(sub), _iso(unsub)])
         count += len(chunk)
         if on_progress is not None:
             on_progress(count)
     return count
+
+
+def _cell(value: Any) -> Any:
+    """A field as written: text neutralised; a number or a JSON object or list (from listmonk) as JSON."""
+    if isinstance(value, str):
+        return neutralise(value)
+    return neutralise(json.dumps(value)) if isinstance(value, (dict, list, bool)) else value
 
 
 def _iso(value: Any) -> str:

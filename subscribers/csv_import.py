@@ -40,7 +40,7 @@ from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .addresses import Address, try_normalise
-from .csv_files import CsvSource, atomic_writer, check_structure, inspect_file, rows
+from .csv_files import CsvSource, atomic_writer, check_structure, inspect_file, restore, rows, safe_row
 from .db import NOW, Database, bulk_execute, bulk_insert, in_values, run_in_transaction, utcnow
 from .errors import ImportFailed, ImportIncomplete, SubscribersError
 from .formats import SKIPPED, SUBSCRIBED, SUPPRESSED, UNSUBSCRIBED, Header, Options, Reader, Reject, choose
@@ -76,6 +76,7 @@ class ImportReport:
     format_why: str = ""
     warnings: list[str] = field(default_factory=list)
     reasons: dict[str, Counter[str]] = field(default_factory=dict)  # group -> reason -> rows
+    encoding_note: str = ""  # the rows that were not UTF-8 (csv_files.py), or nothing
 
     def summary(self) -> str:
         """What the import did: how it read the file, the counts, then each group's top reasons."""
@@ -93,6 +94,7 @@ class ImportReport:
                  f"{head}: " + ", ".join(parts)]
         lines += [f"  {self._count(group)} {group}: {self.top(group)}"
                   for group in (REJECTED, LEFT, BLOCKED, NOT_IMPORTED) if self.reasons.get(group)]
+        lines.append(self.encoding_note and f"Note: {self.encoding_note}.")
         if self.dry_run:
             lines.append("Dry run: nothing was written.")
         return "\n".join(line for line in lines if line)
@@ -179,14 +181,15 @@ class _Rejects:
     def add(self, line: int, cells: list[str], kind: str, message: str) -> None:
         self.report.rejected += 1
         self.report.note(REJECTED, kind)
+        # Spooled as read (neutralised once, when saved): a file opened in a spreadsheet runs no formula.
         self.writer.writerow([line, message, *cells])
 
     def save(self, path: Path, header: list[str]) -> None:
         self.spool.seek(0)
         with atomic_writer(path) as out:
             writer = csv.writer(out)
-            writer.writerow(["line", "reason", *header])
-            writer.writerows(csv.reader(self.spool))
+            writer.writerow(safe_row(["line", "reason", *header]))
+            writer.writerows(safe_row(row) for row in csv.reader(self.spool))
 
 
 def import_csv(db: Database, path: Path, list_name: str, *, format: str = "auto", dry_run: bool = False,
@@ -208,6 +211,7 @@ def import_csv(db: Database, path: Path, list_name: str, *, format: str = "auto"
     progress = (lambda done: on_progress(done, source.size)) if on_progress else None
     job = _Import(db, source, list_name, report, rejects, dry_run)
     header = job.run(format, Options(double_opt_in=mailing_list.double_opt_in), progress)
+    report.encoding_note = source.recoded_note()
     if rejects_path is not None:
         rejects.save(rejects_path, header)
     return report
@@ -306,7 +310,8 @@ def _parse(line: int, cells: list[str], width: int, read: Reader, rejects: _Reje
             rejects.add(line, cells, "too many values", f"{len(cells)} values but the header has {width} columns")
             return None
         cells = (cells + [""] * width)[:width]
-    row = read(cells)
+    # What our own exports and rejects files neutralised (csv_files.neutralise) comes back as it was.
+    row = read([restore(c) for c in cells] if any(c[:1] == "'" for c in cells) else cells)
     if isinstance(row, Reject):
         rejects.add(line, cells, row.kind, row.message)
         return None

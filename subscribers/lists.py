@@ -1,16 +1,20 @@
 """Mailing lists: create, list with counts, remove."""
 from __future__ import annotations
 
+import functools
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
 
+from .addresses import address_hash
 from .db import Database, utcnow
 from .errors import ListExists, ListNotFound, SubscribersError
-from .schema import lists, memberships
+from .schema import lists, memberships, subscribers, suppressions
+from .suppression import any_suppressed
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 
@@ -59,22 +63,48 @@ def get_list(conn: Connection, name: str) -> MailingList:
 
 
 def list_lists(db: Database) -> list[dict[str, Any]]:
-    """Every list with its member counts by status."""
+    """Every list with its member counts: by status, and the suppressed apart.
+
+    A suppressed member is never mailed whatever their status, so they are counted
+    once, as `suppressed`, and not in `subscribed`, `unconfirmed` or `unsubscribed`:
+    `subscribed` is who a send would mail.
+    """
     with db.begin() as conn:
         counts: dict[int, dict[str, int]] = {}
         query = select(memberships.c.list_id, memberships.c.status, func.count()).group_by(
             memberships.c.list_id, memberships.c.status)
         for list_id, status, n in conn.execute(query):
             counts.setdefault(list_id, {})[status] = n
+        for (list_id, status), n in _suppressed_members(conn).items():
+            by_status = counts.setdefault(list_id, {})
+            by_status[status] -= n
+            by_status["suppressed"] = by_status.get("suppressed", 0) + n
         out = []
         for row in conn.execute(select(lists).where(lists.c.removed_at.is_(None)).order_by(lists.c.name)):
             c = counts.get(row.id, {})
             out.append({
                 "name": row.name, "title": row.title, "double_opt_in": bool(row.double_opt_in),
                 "subscribed": c.get("subscribed", 0), "unconfirmed": c.get("unconfirmed", 0),
-                "unsubscribed": c.get("unsubscribed", 0), "created_at": row.created_at.isoformat(),
+                "unsubscribed": c.get("unsubscribed", 0), "suppressed": c.get("suppressed", 0),
+                "created_at": row.created_at.isoformat(),
             })
         return out
+
+
+def _suppressed_members(conn: Connection) -> Counter[tuple[int, str]]:
+    """(list id, status) -> members whose address is suppressed.
+
+    Suppression is kept by address hash, which SQL cannot compute: the hashes are
+    read once and each member's key hashed here (a person on several lists once).
+    """
+    if not any_suppressed(conn):
+        return Counter()
+    blocked = set(conn.execute(select(suppressions.c.email_hash)).scalars())
+    rows = conn.execute(select(memberships.c.list_id, memberships.c.status, subscribers.c.email_key)
+                        .select_from(memberships.join(subscribers)).join(lists)
+                        .where(lists.c.removed_at.is_(None)))
+    hashed = functools.lru_cache(maxsize=1 << 16)(address_hash)
+    return Counter((list_id, status) for list_id, status, key in rows if hashed(key) in blocked)
 
 
 def remove_list(db: Database, name: str) -> tuple[int, int]:

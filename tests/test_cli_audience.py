@@ -119,7 +119,7 @@ def ok(result: Result | subprocess.CompletedProcess[str]) -> str:
 
 # --- lists ---------------------------------------------------------------------------------------------
 
-def test_lists_create_ls_and_rm(cli) -> None:
+def test_lists_create_ls_and_rm(cli, database) -> None:
     assert "No lists yet" in ok(cli("lists", "ls"))
     assert json.loads(ok(cli("lists", "ls", "--json"))) == []
     created = ok(cli("lists", "create", "news", "--title", "The News", "--double-opt-in"))
@@ -130,14 +130,19 @@ def test_lists_create_ls_and_rm(cli) -> None:
     ok(cli("subscribers", "add", "grace@example.com", "--list", "news"))
     ok(cli("subscribers", "unsubscribe", "grace@example.com", "--list", "news"))
     ok(cli("subscribers", "add", "alan@example.com", "--list", "plain"))
+    ok(cli("subscribers", "add", "bounced@example.com", "--list", "plain"))
+    from subscribers import normalise, suppress_address
+    with database().begin() as conn:  # a hard bounce: still subscribed, never mailed
+        suppress_address(conn, normalise("bounced@example.com"), "bounce: Permanent/General", "ses")
 
     found = json.loads(ok(cli("lists", "ls", "--json")))
-    assert [(x["name"], x["title"], x["double_opt_in"], x["subscribed"], x["unconfirmed"], x["unsubscribed"])
-            for x in found] == [("news", "The News", True, 1, 0, 1), ("plain", "plain", False, 1, 0, 0)]
+    assert [(x["name"], x["title"], x["double_opt_in"], x["subscribed"], x["unconfirmed"], x["unsubscribed"],
+             x["suppressed"]) for x in found] == [("news", "The News", True, 1, 0, 1, 0),
+                                                  ("plain", "plain", False, 1, 0, 0, 1)]
     table = ok(cli("lists", "ls")).splitlines()
-    assert table[0].split() == ["list", "subscribed", "unconfirmed", "unsubscribed", "title"]
-    assert table[1].split() == ["news", "1", "0", "1", "The", "News"]
-    assert table[2].split() == ["plain", "1", "0", "0", "plain"]
+    assert table[0].split() == ["list", "subscribed", "unconfirmed", "unsubscribed", "suppressed", "title"]
+    assert table[1].split() == ["news", "1", "0", "1", "0", "The", "News"]
+    assert table[2].split() == ["plain", "1", "0", "0", "1", "plain"]
 
     refused = cli("lists", "rm", "news", input="n\n")  # asked, and the answer is no
     assert refused.exit_code == 1
@@ -221,13 +226,14 @@ def test_import_dry_run_rejects_and_summary(cli, database, tmp_path) -> None:
         assert part in again
 
 
-def test_import_of_a_latin1_file_warns_on_stderr(cli, database, tmp_path) -> None:
+def test_import_of_a_latin1_file_names_its_rows_in_the_summary(cli, database, tmp_path) -> None:
     ok(cli("lists", "create", "news"))
     path = tmp_path / "latin.csv"
     path.write_bytes("email;name\njose@example.com;José\n".encode("latin-1"))
     result = cli("subscribers", "import", str(path), "--list", "news")
-    assert "1 added" in ok(result)
-    assert "warning:" in result.stderr and "Latin-1" in result.stderr
+    out = ok(result)
+    assert "1 added" in out
+    assert "Note: 1 row was not UTF-8 and read as Windows-1252 (Latin-1): line 2;" in out
     assert show(database(), "jose@example.com")["name"] == "José"
 
 

@@ -220,3 +220,48 @@ def test_an_interrupted_export_leaves_the_old_file_and_no_partial_one(db, tmp_pa
         export_csv(db, "a", out, on_progress=interrupt)
     assert out.read_text("utf-8") == "precious\n"
     assert sorted(p.name for p in folder.iterdir()) == ["out.csv"]  # no half-written temporary left over
+
+
+# --- CSV injection (OWASP): nothing a spreadsheet would run, and the import gives it back -------------
+
+RISKY = ['=HYPERLINK("http://example.net/x","Click me")', "+44 1772 000000", "-2+3", "@SUM(A1:A9)",
+         "'=already quoted", "''+twice", "'plain quote", "a = b", "-", "=", "safe", ""]
+
+
+@pytest.mark.parametrize("value", RISKY)
+def test_neutralise_is_safe_and_restore_is_its_exact_inverse(value) -> None:
+    from subscribers.csv_files import neutralise, restore
+    written = neutralise(value)
+    assert not written.startswith(("=", "+", "-", "@")), written
+    assert restore(written) == value
+
+
+def test_export_neutralises_formulas_and_the_import_reads_them_back_unchanged(db, tmp_path) -> None:
+    create_list(db, "a")
+    for i, value in enumerate(RISKY):
+        add_subscriber(db, f"p{i}@example.com", "a", value if value else "", {"note": value} if value else {})
+    add_subscriber(db, "-dash@example.com", "a", "@handle")  # an address may start with - (dot-atom)
+    first = tmp_path / "first.csv"
+    export_csv(db, "a", first)
+    rows = read(first)
+    header = rows[0]
+    for row in rows[1:]:
+        for cell in row:
+            assert not cell.startswith(("=", "+", "-", "@")), (cell, row)
+    by_email = {row[0]: dict(zip(header, row, strict=True)) for row in rows[1:]}
+    assert by_email["p0@example.com"]["note"] == "'" + RISKY[0]
+    assert by_email["'-dash@example.com"]["name"] == "'@handle"
+
+    other = open_database(f"sqlite:///{tmp_path / 'second.db'}")
+    try:
+        create_list(other, "copy")
+        assert import_csv(other, first, "copy").added == len(RISKY) + 1
+        for i, value in enumerate(RISKY):
+            record = show(other, f"p{i}@example.com")
+            assert (record["name"], record["fields"].get("note", "")) == (value, value), value
+        assert show(other, "-dash@example.com")["name"] == "@handle"
+        second = tmp_path / "second.csv"
+        export_csv(other, "copy", second)
+    finally:
+        other.dispose()
+    assert second.read_bytes() == first.read_bytes()

@@ -161,12 +161,13 @@ def test_semicolon_and_tab_delimiters_are_sniffed(db, tmp_path) -> None:
         assert show(db, f"{name}-grace@example.com")["fields"] == {"city": "New York, NY"}
 
 
-def test_latin1_file_is_imported_with_a_warning(db, news, tmp_path) -> None:
+def test_latin1_file_is_imported_and_its_rows_named(db, news, tmp_path) -> None:
     path = write(tmp_path, "email,name,town\njose@example.com,José Núñez,Málaga\n", encoding="latin-1")
     report = import_csv(db, path, news)
     assert report.added == 1
-    assert len(report.warnings) == 1
-    assert "Latin-1" in report.warnings[0] and str(path) in report.warnings[0]
+    assert report.warnings == []
+    assert "Note: 1 row was not UTF-8 and read as Windows-1252 (Latin-1): line 2; check their accented names." \
+        in report.summary()
     record = show(db, "jose@example.com")
     assert record["name"] == "José Núñez"
     assert record["fields"] == {"town": "Málaga"}
@@ -177,7 +178,7 @@ def test_a_windows_1252_file_from_excel_keeps_its_quotes_and_euro_sign(db, news,
     # the invisible C1 control characters Latin-1 would make of them.
     path = write(tmp_path, "email,name,plan\nob@example.com,Zoë O’Brien,€5 – monthly\n", encoding="cp1252")
     report = import_csv(db, path, news)
-    assert report.added == 1 and report.warnings
+    assert report.added == 1 and "line 2" in report.encoding_note
     record = show(db, "ob@example.com")
     assert record["name"] == "Zoë O’Brien"
     assert record["fields"] == {"plan": "€5 – monthly"}
@@ -191,8 +192,33 @@ def test_latin1_byte_far_into_the_file_is_still_detected(db, news, tmp_path) -> 
     assert path.stat().st_size > 64 * 1024
     report = import_csv(db, path, news)
     assert (report.added, report.rejected) == (2101, 0)
-    assert report.warnings and "Latin-1" in report.warnings[0]
+    assert "line 2102;" in report.encoding_note
     assert show(db, "jose@example.com")["name"] == "José"
+
+
+def test_a_utf8_file_with_one_cp1252_row_reads_every_other_row_as_utf8(db, news, tmp_path) -> None:
+    # Two files joined: UTF-8 throughout but for one row pasted from Excel. Reading the whole file as
+    # cp1252 would make "ZoÃ«" of every accented name; each row is decoded on its own instead.
+    utf8 = "email,name,town\nzoe@example.com,Zoë Brontë,Málaga\n".encode()
+    cp1252 = "ob@example.com,Siobhán O’Brien,€ Zürich\n".encode("cp1252")
+    tail = "\n".join(f"p{i}@example.com,Renée {i},Köln" for i in range(30)).encode() + b"\n"
+    path = tmp_path / "joined.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + utf8 + cp1252 + tail + cp1252.replace(b"ob@", b"ob2@"))
+    report = import_csv(db, path, news)
+    assert (report.added, report.rejected) == (33, 0)
+    assert show(db, "zoe@example.com")["name"] == "Zoë Brontë"
+    assert show(db, "p29@example.com")["fields"] == {"town": "Köln"}
+    assert show(db, "ob@example.com")["name"] == "Siobhán O’Brien"
+    assert show(db, "ob@example.com")["fields"] == {"town": "€ Zürich"}
+    assert report.encoding_note == ("2 rows were not UTF-8 and read as Windows-1252 (Latin-1): lines 3, 34; "
+                                    "check their accented names")
+
+
+def test_many_rows_not_utf8_are_counted_past_the_first_ten(db, news, tmp_path) -> None:
+    text = "email,name\n" + "".join(f"p{i}@example.com,José {i}\n" for i in range(25))
+    report = import_csv(db, write(tmp_path, text, encoding="latin-1"), news)
+    assert report.encoding_note.startswith("25 rows were not UTF-8 and read as Windows-1252 (Latin-1): "
+                                           "lines 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 and 15 more;")
 
 
 # --- rejected rows ---------------------------------------------------------------------------------------
@@ -229,6 +255,19 @@ def test_invalid_empty_and_overlong_rows_are_rejected_with_line_and_reason(db, n
     with pytest.raises(SubscriberNotFound):
         show(db, "alan@example.com")  # a row with more values than the header is not guessed at
     assert counts(db, news) == {"subscribed": 3, "unconfirmed": 0, "unsubscribed": 0}
+
+
+def test_the_rejects_file_runs_no_formula_in_a_spreadsheet_and_imports_again_as_it_was(db, news, tmp_path) -> None:
+    path = write(tmp_path, 'email,name,note\n=1+1,"=HYPERLINK(""http://example.net"",""x"")",@cmd\n'
+                           "ok@example.com,-Ok,+1\n")
+    rejects = tmp_path / "rejects.csv"
+    report = import_csv(db, path, news, rejects_path=rejects)
+    assert (report.added, report.rejected) == (1, 1)
+    rows = read_csv(rejects)
+    assert rows[1][0] == "2"
+    assert rows[1][2:] == ["'=1+1", "'=HYPERLINK(\"http://example.net\",\"x\")", "'@cmd"]
+    assert all(not cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row)
+    assert show(db, "ok@example.com")["name"] == "-Ok"  # a file we did not write is read as it is
 
 
 def test_rejects_file_has_the_header_even_with_no_rejected_rows(db, news, tmp_path) -> None:

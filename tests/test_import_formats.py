@@ -8,6 +8,8 @@ named as the reason.
 """
 from __future__ import annotations
 
+import csv
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -96,7 +98,7 @@ def state(db: Any) -> dict[str, Any]:
 
 def counts(db: Any, name: str = "news") -> dict[str, int]:
     found = {item["name"]: item for item in list_lists(db)}[name]
-    return {k: found[k] for k in ("subscribed", "unconfirmed", "unsubscribed")}
+    return {k: found[k] for k in ("subscribed", "unconfirmed", "unsubscribed", "suppressed")}
 
 
 # --- auto ---------------------------------------------------------------------------------------------------
@@ -201,7 +203,9 @@ def test_mailchimp_nobody_who_left_or_bounced_is_subscribed_whatever_the_order(c
         assert status(db, email) == "unsubscribed", email
         assert suppression(db, email) == "cleaned in Mailchimp (bounced)", email
     assert status(db, "a.lovelace@example.org") == "subscribed"
-    assert counts(db) == {"subscribed": 28, "unconfirmed": 0, "unsubscribed": 18}
+    assert counts(db) == {"subscribed": 28, "unconfirmed": 0, "unsubscribed": 8, "suppressed": 10}
+    listed = json.loads(cli("lists", "ls", "--json").stdout)[0]
+    assert (listed["subscribed"], listed["unsubscribed"], listed["suppressed"]) == (28, 8, 10)
     sub, unsub, clean = (outs[p.name] for p in files)
     if order == "subscribed first":
         assert "0 added, 0 updated, 0 unchanged, 1 rejected, 8 skipped (unsubscribed)" in unsub
@@ -324,7 +328,7 @@ def test_sendy_statuses_on_a_single_opt_in_list(cli, db) -> None:
     # Name, Email, Status and the list's custom fields; Sendy's own columns (IP, country, …) are not kept.
     assert (zoe["name"], zoe["fields"]) == ("Zoë Kowalski", {"city": "Preston", "membership": "Partner"})
     assert show(db, "sendy.2@example.net")["name"] == "Mohammed Khan, MBE"
-    assert counts(db) == {"subscribed": 25, "unconfirmed": 0, "unsubscribed": 7}
+    assert counts(db) == {"subscribed": 25, "unconfirmed": 0, "unsubscribed": 4, "suppressed": 3}
 
 
 def test_sendy_unconfirmed_are_unconfirmed_on_a_double_opt_in_list(cli, db) -> None:
@@ -332,7 +336,7 @@ def test_sendy_unconfirmed_are_unconfirmed_on_a_double_opt_in_list(cli, db) -> N
     out = imported(cli, SENDY, list_name="confirmed")
     assert "28 added" in out and "skipped (other)" not in out
     assert status(db, "sendy.17@example.net", "confirmed") == "unconfirmed"
-    assert counts(db, "confirmed") == {"subscribed": 25, "unconfirmed": 3, "unsubscribed": 7}
+    assert counts(db, "confirmed") == {"subscribed": 25, "unconfirmed": 3, "unsubscribed": 4, "suppressed": 3}
 
 
 # --- Substack ------------------------------------------------------------------------------------------------
@@ -377,3 +381,21 @@ def test_dry_run_gives_the_same_summary_and_says_nothing_was_written(cli, db) ->
     assert "  10 skipped (suppressed): 10 cleaned in Mailchimp (bounced)" in dry
     # Word for word the real import's summary, but for saying it would be.
     assert dry.replace(" would be imported", " imported").replace("Dry run: nothing was written.\n", "") == real
+
+
+# --- what comes in from a tool goes out safe to open in a spreadsheet -----------------------------------
+
+def test_formulas_from_a_tool_are_exported_neutralised_and_imported_back_unchanged(cli, db, tmp_path) -> None:
+    imported(cli, SUBSCRIBED)
+    imported(cli, SENDY)
+    out = tmp_path / "news.csv"
+    assert cli("subscribers", "export", "--list", "news", "--out", str(out)).exit_code == 0
+    with open(out, encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    cells = {cell for row in rows for cell in row}
+    assert "'=HYPERLINK(\"http://example.net/x\",\"Click\")" in cells and "'+44 1772 000000" in cells
+    assert not any(cell.startswith(("=", "+", "-", "@")) for cell in cells)
+    assert cli("lists", "create", "copy").exit_code == 0
+    imported(cli, out, list_name="copy")
+    assert show(db, "c.wei@example.org")["fields"]["company"] == '=HYPERLINK("http://example.net/x","Click")'
+    assert show(db, "sendy.8@example.net")["fields"]["city"] == "+44 1772 000000"
