@@ -25,7 +25,8 @@ _EXPORTS = {
     "SubscribersError": ".errors",
     "MailingList": ".lists", "create_list": ".lists", "list_lists": ".lists", "remove_list": ".lists",
     "add_subscriber": ".membership", "request_subscription": ".membership", "suppress_address": ".membership",
-    "unsubscribe": ".membership", "suppression_of": ".suppression",
+    "unsubscribe": ".membership", "Refusal": ".membership", "refusals": ".membership",
+    "ensure_may_join": ".membership", "suppression_of": ".suppression",
     "forget": ".privacy", "show": ".privacy",
     "ListMember": ".signup", "SignUp": ".signup", "allow_attempt": ".signup", "confirm_subscription": ".signup",
     "leave": ".signup", "list_member": ".signup", "sign_up": ".signup",
@@ -67,7 +68,15 @@ if TYPE_CHECKING:
         SubscribersError,
     )
     from .lists import MailingList, create_list, get_list, list_lists, remove_list
-    from .membership import add_subscriber, request_subscription, suppress_address, unsubscribe
+    from .membership import (
+        Refusal,
+        add_subscriber,
+        ensure_may_join,
+        refusals,
+        request_subscription,
+        suppress_address,
+        unsubscribe,
+    )
     from .privacy import forget, show
     from .signup import ListMember, SignUp, allow_attempt, confirm_subscription, leave, list_member, sign_up
     from .suppression import suppression_of
