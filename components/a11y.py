@@ -65,6 +65,7 @@ CONTRAST_PAIRS = (
     ("accent", "panel", "statistic figures"),
 )
 
+DATA_TABLE = " data"  # set on a table with <th>, <thead> or <caption> (no attribute name has a space)
 _VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
                    "track", "wbr"})
 _HEADING = re.compile(r"^h([1-6])$")
@@ -121,6 +122,7 @@ class _Parser(HTMLParser):
         self._heading: list[Any] | None = None  # [level, text]
         self._links: list[_Link] = []  # open links
         self._social: tuple[_Link, str] | None = None  # open mj-social-element: text link, icon alt
+        self._tables: list[dict[str, str]] = []  # open tables, innermost last
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
@@ -134,6 +136,9 @@ class _Parser(HTMLParser):
             self._title = []
         elif tag == "table":
             self.out.tables.append(a)
+            self._tables.append(a)
+        elif tag in ("th", "thead", "caption") and self._tables:
+            self._tables[-1][DATA_TABLE] = "1"  # headers: a data table (a Markdown table), not layout
         elif _HEADING.match(tag):
             self._heading = [int(tag[1]), ""]
         elif tag in ("a", "mj-button") and "href" in a:
@@ -174,6 +179,8 @@ class _Parser(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if self._depth is not None and tag not in _VOID:
             self._depth = max(self._depth - 1, 0)
+        if tag == "table" and self._tables:
+            self._tables.pop()
         if tag == "title" and self._title is not None:
             self.out.titles.append("".join(self._title))
             self._title = None
@@ -275,7 +282,7 @@ def _title(issue: Issue, page: _Scan) -> list[A11yFinding]:
 
 
 def _layout_tables(issue: Issue, page: _Scan, blocks: list[_BlockScan]) -> list[A11yFinding]:
-    missing = sum(1 for t in page.tables if not _presentational(t))
+    missing = sum(1 for t in page.tables if _bare(t))
     if not missing:
         return []
     # Rare, so only now compile each block alone to find whose tables they are.
@@ -294,8 +301,9 @@ def _layout_tables(issue: Issue, page: _Scan, blocks: list[_BlockScan]) -> list[
     return found
 
 
-def _presentational(attrs: Mapping[str, str]) -> bool:
-    return attrs.get("role", "").strip().lower() in ("presentation", "none")
+def _bare(attrs: Mapping[str, str]) -> bool:
+    """A layout table that screen readers would read out as data: no role="presentation", no headers."""
+    return attrs.get("role", "").strip().lower() not in ("presentation", "none") and DATA_TABLE not in attrs
 
 
 def _bare_tables(b: _BlockScan) -> int:
@@ -306,7 +314,7 @@ def _bare_tables(b: _BlockScan) -> int:
         compiled = mjml.mjml2html(f"<mjml><mj-body>{body}</mj-body></mjml>")
     except Exception:  # MRML raises ValueError: then judge the fragment's own markup
         compiled = b.mjml
-    return sum(1 for t in _scan(str(compiled)).tables if not _presentational(t))
+    return sum(1 for t in _scan(str(compiled)).tables if _bare(t))
 
 
 # --- 4. headings -------------------------------------------------------------------------------

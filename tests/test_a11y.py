@@ -150,6 +150,17 @@ def test_a_page_table_without_role_is_reported_at_the_issue_file(write_issue):
     assert "page template" in findings[0][2]
 
 
+def test_a_data_table_is_not_a_layout_table(write_issue):
+    # A Markdown table is data: its headers must reach screen readers, so no role="presentation".
+    table = ('<table class="x"><thead><tr><th>Group</th><th>Members</th></tr></thead>'
+             "<tbody><tr><td>Lunch club</td><td>12</td></tr></tbody></table>")
+    path = _write(write_issue, MASTHEAD + "  - text: Join us this spring.\n")
+    assert _rule(_check(path, _text("Join us this spring.", table)), "a11y-layout-table") == []
+    layout = table.replace("<thead><tr><th>Group</th><th>Members</th></tr></thead>", "")
+    findings = _rule(_check(path, _text("Join us this spring.", layout)), "a11y-layout-table")
+    assert len(findings) == 1 and "page template" in findings[0][2]  # text no block's template drew
+
+
 def test_tables_only_outlook_sees_are_not_counted(write_issue):
     path = _write(write_issue, MASTHEAD)
     assert _rule(_check(path, lambda h: h.replace("<!--[if mso | IE]><table", "<!--[if mso | IE]><table x=''")),
