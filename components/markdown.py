@@ -1,6 +1,7 @@
 """Markdown for `text` blocks: to sanitised HTML for the email, to plain text for the text part."""
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import nh3
@@ -57,15 +58,18 @@ def to_text(source: str | list[Token]) -> str:
     out: list[str] = []
     bullets: list[list[int]] = []  # per open list: [next number] or [] for bullets
     table: list[list[str]] | None = None  # rows of the table being read
+    right: set[int] = set()  # its right-aligned columns
     for token in parse(source) if isinstance(source, str) else source:
         if token.type == "table_open":
-            table = []
+            table, right = [], set()
         elif token.type == "table_close" and table is not None:
-            out += [_table_text(table), ""]
+            out += [_table_text(table, right), ""]
             table = None
         elif table is not None:
             if token.type == "tr_open":
                 table.append([])
+            elif token.type == "th_open" and "right" in str(token.attrGet("style") or ""):
+                right.add(len(table[-1]))
             elif token.type == "inline" and token.children is not None and table:
                 table[-1].append(_inline(token.children).strip())
         elif token.type in ("bullet_list_open", "ordered_list_open"):
@@ -87,15 +91,17 @@ def to_text(source: str | list[Token]) -> str:
     return "\n".join(out).strip()
 
 
-def _table_text(rows: list[list[str]]) -> str:
-    """Columns padded to line up, or, when that is too wide to read, each row as `heading: value` lines."""
+def _table_text(rows: list[list[str]], right: set[int]) -> str:
+    """Columns padded to line up (figures to the right, as in the email), or, when that
+    is too wide to read, each row as `heading: value` lines."""
     if not rows:
         return ""
     width = max(len(row) for row in rows)
     rows = [row + [""] * (width - len(row)) for row in rows]
     sizes = [max(len(row[i]) for row in rows) for i in range(width)]
     if sum(sizes) + 3 * (width - 1) <= TEXT_TABLE_WIDTH:
-        lines = [" | ".join(cell.ljust(size) for cell, size in zip(row, sizes, strict=True)).rstrip() for row in rows]
+        lines = [" | ".join(cell.rjust(size) if i in right else cell.ljust(size)
+                            for i, (cell, size) in enumerate(zip(row, sizes, strict=True))).rstrip() for row in rows]
         lines.insert(1, "-+-".join("-" * size for size in sizes))
         return "\n".join(lines)
     head, *body = rows
@@ -119,8 +125,14 @@ def _paragraph(text: str, bullets: list[list[int]]) -> str:
 def _inline(children: list[Token]) -> str:
     parts: list[str] = []
     href_stack: list[str] = []
+    hidden = ""  # inside <script> or <style>: what nh3 drops from the HTML is no text either
     for child in children:
-        if child.type in ("text", "code_inline"):
+        if hidden:
+            if child.type == "html_inline" and child.content.lower().startswith(f"</{hidden}"):
+                hidden = ""
+        elif child.type == "html_inline" and (opened := _HIDDEN_OPEN.match(child.content)):
+            hidden = opened.group(1).lower()
+        elif child.type in ("text", "code_inline"):
             parts.append(child.content)
         elif child.type in ("softbreak", "hardbreak"):
             parts.append(" ")
@@ -136,6 +148,9 @@ def _inline(children: list[Token]) -> str:
         elif child.type == "image":
             parts.append(child.content)
     return "".join(parts)
+
+
+_HIDDEN_OPEN = re.compile(r"<(script|style)\b", re.I)
 
 
 def _strip_tags(fragment: str) -> str:

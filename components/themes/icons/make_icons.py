@@ -25,7 +25,10 @@ VARIANTS = {"light": ("#2f3b48", "#ffffff"), "dark": ("#dfe6ee", "#16212c")}
 
 
 def icon_svg(source: str, disc: str, glyph: str) -> str:
-    inner = re.sub(r"<title>.*?</title>", "", re.search(r"<svg[^>]*>(.*)</svg>", source, re.S).group(1))
+    body = re.search(r"<svg[^>]*>(.*)</svg>", source, re.S)
+    if body is None:
+        raise SystemExit(f"not an SVG: {source[:60]!r}")
+    inner = re.sub(r"<title>.*?</title>", "", body.group(1))
     inner = inner.replace('stroke="#000"', f'stroke="{glyph}"')
     offset, scale = (SIZE - GLYPH) / 2, GLYPH / 24
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{SIZE}" height="{SIZE}" viewBox="0 0 {SIZE} {SIZE}">'
