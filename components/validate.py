@@ -370,6 +370,8 @@ _HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""", r
 _STAND_IN = re.compile(r"mergefield(\d+)x")
 _FIELD = re.compile(r"\{\{[^{}\n]*\}\}")  # a merge field that may parse (merge_problems says which do not)
 _EMAIL = re.compile(r"^[^@\s/:]+@[^@\s/:]+\.[^@\s/:]+$")
+_FILE_TYPES = frozenset({"html", "htm", "php", "asp", "aspx", "jsp", "pdf", "png", "jpg", "jpeg", "gif", "txt",
+                         "doc", "docx", "xls", "xlsx", "csv", "zip", "mp3", "mp4"})  # `results.html` is a file
 _DOMAIN = re.compile(r"^(?:www\.)?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?:[/?#:].*)?$")
 
 
@@ -468,7 +470,8 @@ def fixed_url(url: str) -> str | None:
     url = url.strip()
     if _EMAIL.match(url):
         return f"mailto:{url}"
-    if _DOMAIN.match(url):
+    host = re.split(r"[/?#]", url, maxsplit=1)[0]
+    if _DOMAIN.match(url) and host.rsplit(".", 1)[-1].lower() not in _FILE_TYPES:
         return f"https://{url}"
     return None
 
