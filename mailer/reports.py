@@ -67,16 +67,16 @@ class SendReport(dict[str, Any]):
 def report(db: Database, issue: str) -> list[SendReport]:
     """Every send of the issue, oldest first; `rates()` and `warnings()` derive the rest."""
     with db.begin(read_only=True) as conn:  # a report must not take the write lock from a running send
-        return [_row(conn, send) for send in conn.execute(
+        return [report_row(conn, send) for send in conn.execute(
             select(sends).where(sends.c.issue == issue).order_by(sends.c.id))]
 
 
-def _row(conn: Connection, send: Any) -> SendReport:
+def report_row(conn: Connection, send: Any) -> SendReport:
     counts = ledger_counts(conn, send.id)
     found = _event_counts(conn, send.id)
     row = SendReport(
         id=send.id, issue=send.issue, list=send.list_name,
-        segment=send._mapping.get("segment"),  # round 2 (§15); null until sends carry one
+        segment=send._mapping.get("segment") or None,  # '' in the table: the whole list
         state=send.state, recipients=sum(counts.values()),
         **{name: counts.get(state, 0) for name, state in STATES.items()},
         **{key: found[key] for key in EVENT_COUNTS})

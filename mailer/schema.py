@@ -23,10 +23,18 @@ sends = Table(
     Column("list_id", Integer),
     Column("list_name", String(100), nullable=False),
     Column("subject", Text, nullable=False),
-    Column("state", String(20), nullable=False),  # running, finished, stopped
+    Column("state", String(20), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
     Column("content_hash", String(64)),  # the built issue it started with (m0004)
+    # Sends as jobs (m0005): state is scheduled, queued, running, paused, finished, cancelled,
+    # expired or stopped; `at` is when it is due; `segment` is '' for the whole list.
+    Column("segment", String(100), nullable=False, default=""),
+    Column("at", DateTime(timezone=True)),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("reason", Text),
+    Column("issue_path", Text),
+    Column("frozen", Boolean, nullable=False, default=True),  # its recipients are in the ledger
 )
 
 # Each process running a send (m0004). Rows it claimed carry its id and stay

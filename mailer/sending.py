@@ -14,6 +14,7 @@ FOR UPDATE SKIP LOCKED and carry the run's id, so no row is claimed twice.
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import queue
 import random
@@ -23,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -40,7 +41,7 @@ from subscribers import (
     suppressed_among_subscribed,
 )
 
-from . import ledger
+from . import jobs, ledger
 from .archive import archive_conflict, publish
 from .errors import ArchiveConflict, ContentChanged, SendStopped, TransportError
 from .ledger import Outcome, utcnow
@@ -51,6 +52,7 @@ from .transports import Transport
 
 MAX_ATTEMPTS = 5  # per message, for answers that prove it was not accepted (throttling, no connection)
 MAX_CONSECUTIVE_ERRORS = 20  # then something is wrong with the account, not the recipients
+WATCH = 1.0  # seconds between looks at the send's state (a pause takes effect within this and a call)
 
 ledger_counts = ledger.counts  # where reports and the CLI have always found it
 
@@ -64,12 +66,29 @@ class Plan:
     statuses: dict[str, int]  # the list's members by status, now
     suppressed: int  # subscribed but suppressed: will be skipped
     ledger: dict[str, int]  # an existing send's rows by state
+    segment: Segmented | None = None  # a segment of the list, or the whole list
+    segment_count: int | None = None  # the segment's members now
+
+    @property
+    def segment_name(self) -> str:
+        return self.segment.name if self.segment else ""
 
     @property
     def to_send(self) -> int:
-        if self.send_id is None:
+        if self.send_id is None or not self.ledger:
+            if self.segment_count is not None:
+                return self.segment_count
             return self.statuses.get("subscribed", 0) - self.suppressed
         return self.ledger.get("pending", 0)
+
+
+class Segmented(Protocol):
+    """A segment as sending needs it (mailer.segments): its name and its members on a list."""
+
+    name: str
+
+    def members(self, conn: Any, list_id: int) -> Any:
+        """A SELECT of subscriber ids: the list's subscribed, unsuppressed members in the segment."""
 
 
 @dataclass
@@ -81,6 +100,7 @@ class SendResult:
     unknown: int = 0  # handed over, outcome unknown: left `sending`
     released: int = 0  # claimed, not attempted or not accepted: back to pending
     stopped: str | None = None
+    halted: str | None = None  # "paused" or "cancelled" from elsewhere, or "quota"
     errors: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -98,26 +118,34 @@ def content_hash(rendered: RenderedIssue) -> str:
     return digest.hexdigest()
 
 
-def plan_send(db: Database, issue: str, list_name: str) -> Plan:
+def plan_send(db: Database, issue: str, list_name: str, segment: Segmented | None = None) -> Plan:
+    """What a send of the issue to the list (or a segment of it) would do; nothing is written."""
     with db.begin(read_only=True) as conn:
         mailing_list = get_list(conn, list_name)
         send_id = conn.execute(select(sends.c.id).where(
-            sends.c.issue == issue, sends.c.list_name == list_name)).scalar()
-        return Plan(issue, list_name, mailing_list.id, send_id, status_counts(conn, mailing_list.id),
-                    suppressed_among_subscribed(conn, mailing_list.id),
-                    ledger.counts(conn, send_id) if send_id else {})
+            sends.c.issue == issue, sends.c.list_name == list_name,
+            sends.c.segment == (segment.name if segment else ""))).scalar()
+        statuses = status_counts(conn, mailing_list.id)
+        suppressed = suppressed_among_subscribed(conn, mailing_list.id)
+        members = (int(conn.execute(select(func.count()).select_from(
+            segment.members(conn, mailing_list.id).subquery())).scalar_one()) if segment else None)
+        return Plan(issue, list_name, mailing_list.id, send_id, statuses, suppressed,
+                    ledger.counts(conn, send_id) if send_id else {}, segment, members)
 
 
-def start_send(db: Database, plan: Plan, subject: str, content: str | None = None, *, force: bool = False) -> int:
+def start_send(db: Database, plan: Plan, subject: str, content: str | None = None, *, force: bool = False,
+               frozen: bool = True) -> int:
     """Create the send and freeze its recipients, or join the existing one (resume).
 
-    `content`: the built issue's content_hash. Resuming a send with other content
-    (a draft under the same slug, an edited file) raises ContentChanged unless forced.
+    `content`: the built issue's content_hash. Resuming a send that has already mailed
+    someone with other content (a draft under the same slug, an edited file) raises
+    ContentChanged unless forced. `frozen=False` creates it without recipients (a
+    scheduled send: a worker freezes them when it starts).
     """
     send_id = plan.send_id
     if send_id is None:
         try:
-            send_id = _create_send(db, plan, subject, content)
+            send_id = _create_send(db, plan, subject, content, frozen)
         except IntegrityError:  # another process created it between our look and our insert: join it
             send_id = _find_send(db, plan)
     if content is not None:
@@ -128,7 +156,8 @@ def start_send(db: Database, plan: Plan, subject: str, content: str | None = Non
 def _find_send(db: Database, plan: Plan) -> int:
     with db.begin(read_only=True) as conn:
         return int(conn.execute(select(sends.c.id).where(
-            sends.c.issue == plan.issue, sends.c.list_name == plan.list_name)).scalar_one())
+            sends.c.issue == plan.issue, sends.c.list_name == plan.list_name,
+            sends.c.segment == plan.segment_name)).scalar_one())
 
 
 def _bind(db: Database, send_id: int, plan: Plan, content: str, force: bool) -> None:
@@ -136,7 +165,8 @@ def _bind(db: Database, send_id: int, plan: Plan, content: str, force: bool) -> 
         bound = conn.execute(select(sends.c.content_hash).where(sends.c.id == send_id)).scalar()
         if bound == content:
             return
-        if bound is not None and not force:
+        mailed = {k: n for k, n in ledger.counts(conn, send_id).items() if k in ("sent", "sending", "failed")}
+        if bound is not None and mailed and not force:
             raise ContentChanged(
                 f"the send of {plan.issue!r} to {plan.list_name!r} started with other content: this file "
                 "builds a different email (a draft or an edited copy under the same slug?). Resuming would mail "
@@ -145,20 +175,33 @@ def _bind(db: Database, send_id: int, plan: Plan, content: str, force: bool) -> 
         conn.execute(update(sends).where(sends.c.id == send_id).values(content_hash=content))
 
 
-def _create_send(db: Database, plan: Plan, subject: str, content: str | None) -> int:
+def _create_send(db: Database, plan: Plan, subject: str, content: str | None, frozen: bool) -> int:
     with db.begin() as conn:
         existing = conn.execute(select(sends.c.id).where(
-            sends.c.issue == plan.issue, sends.c.list_name == plan.list_name)).scalar()
+            sends.c.issue == plan.issue, sends.c.list_name == plan.list_name,
+            sends.c.segment == plan.segment_name)).scalar()
         if existing is not None:  # another process started it meanwhile
             return int(existing)
         send_id = int(conn.execute(sends.insert().values(
             issue=plan.issue, list_id=plan.list_id, list_name=plan.list_name, subject=subject,
-            state="running", created_at=utcnow(), content_hash=content)).inserted_primary_key[0])  # type: ignore[index]
-        frozen = subscribed_ids(plan.list_id).add_columns(
-            bindparam("s", send_id), bindparam("st", "pending"), bindparam("a", 0), func.current_timestamp())
-        conn.execute(deliveries.insert().from_select(
-            ["subscriber_id", "send_id", "state", "attempts", "updated_at"], frozen))
+            segment=plan.segment_name, state="running" if frozen else "scheduled", frozen=False,
+            created_at=utcnow(), content_hash=content)).inserted_primary_key[0])  # type: ignore[index]
+        if frozen:
+            freeze(conn, send_id, plan.list_id, plan.segment)
         return send_id
+
+
+def freeze(conn: Any, send_id: int, list_id: int, segment: Segmented | None) -> None:
+    """Put the send's recipients into the ledger, once: the list's subscribed members, or the segment's."""
+    taken = conn.execute(update(sends).where(sends.c.id == send_id, sends.c.frozen.is_(False))
+                         .values(frozen=True)).rowcount
+    if not taken:
+        return  # frozen already (by another worker, or at creation)
+    members = segment.members(conn, list_id) if segment else subscribed_ids(list_id)
+    rows = members.add_columns(bindparam("s", send_id), bindparam("st", "pending"), bindparam("a", 0),
+                               func.current_timestamp())
+    conn.execute(deliveries.insert().from_select(
+        ["subscriber_id", "send_id", "state", "attempts", "updated_at"], rows))
 
 
 def _tag(value: str) -> str:
@@ -263,6 +306,9 @@ def run_send(db: Database, send_id: int, template: MessageTemplate, transport: T
     """Send every pending row of the send. Raises SendStopped (resumable) when it cannot finish."""
     with db.begin(read_only=True) as conn:
         send = conn.execute(select(sends).where(sends.c.id == send_id)).one()
+    with db.begin() as conn:  # running from now (a stopped or queued send resumes), unless it has ended
+        conn.execute(update(sends).where(sends.c.id == send_id, sends.c.state.not_in(jobs.ENDED))
+                     .values(state="running", reason=None))
     run_id = ledger.begin_run(db, send_id)
     stop = threading.Event()
     sender = _Sender(db, run_id, template, transport, limiter or RateLimiter(rate), stop,
@@ -301,7 +347,7 @@ class _Run:
         # Refill when the jobs waiting fall to this: every worker still has one to take.
         self.low_water = max(workers, claim_size // 2 - workers)
         self.exhausted = False
-        self.beaten = self.shown = time.monotonic()
+        self.beaten = self.shown = self.watched = time.monotonic()
 
     def loop(self) -> None:
         threads = [threading.Thread(target=self._work, name=f"send-{i}", daemon=True) for i in range(self.workers)]
@@ -354,7 +400,8 @@ class _Run:
                     self.sender.stop.set()
                     report, last = _Report("pending", unexpected=exc), None
                 self.reports.put(report)
-                if self.jobs.qsize() <= self.low_water or self.sender.stop.is_set():
+                if (self.jobs.qsize() <= self.low_water or self.sender.stop.is_set() or report.error is not None
+                        or report.state == "failed"):  # errors are counted at once: 20 in a row stop the send
                     self.wake.set()  # the queue is low (the run refills it) or the run is stopping
         finally:
             try:
@@ -365,9 +412,17 @@ class _Run:
                 self.wake.set()
 
     def _beat(self) -> None:
-        if time.monotonic() - self.beaten > ledger.HEARTBEAT:
-            self.beaten = time.monotonic()
+        now = time.monotonic()
+        if now - self.beaten > ledger.HEARTBEAT:
+            self.beaten = now
             ledger.beat(self.db, self.sender.run_id)
+        if now - self.watched > WATCH:  # paused or cancelled from elsewhere: stop within a second or two
+            self.watched = now
+            state = jobs.state_of(self.db, self.send.id)
+            if state in ("paused", "cancelled") and not self.sender.stop.is_set():
+                self.result.halted = state
+                self.result.stopped = f"the send was {state}; in-flight messages finished, the rest are pending"
+                self.sender.stop.set()
 
     def _feed(self) -> None:
         size = self.claim_size - self.outstanding
@@ -400,7 +455,9 @@ class _Run:
     def _quota_used_up(self) -> None:
         # A send that ends exactly at the quota has finished, not stopped.
         if ledger.pending_left(self.db, self.send.id):
-            self.result.stopped = "the SES 24-hour quota is used up; run the same command later to resume"
+            self.result.halted = jobs.QUOTA
+            self.result.stopped = ("the SES 24-hour quota is used up; a worker resumes the send when the window "
+                                   "has room (or run the same command later)")
             self.sender.stop.set()
         else:
             self.exhausted = True
@@ -454,12 +511,21 @@ class _Run:
 
 
 def _finish(db: Database, send_id: int, result: SendResult) -> None:
+    """The send's state after a run; a pause or cancel from elsewhere is left as it is."""
     def write(conn: Any) -> None:
+        state = conn.execute(select(sends.c.state).where(sends.c.id == send_id)).scalar()
+        if state != "running":
+            return
         # Finished when nothing is left to send; rows left unknown are reported, not waited for.
-        done = not ledger.counts(conn, send_id).get("pending")
-        conn.execute(update(sends).where(sends.c.id == send_id).values(
-            state="finished" if done else ("stopped" if result.stopped else "running"),
-            finished_at=utcnow() if done else None))
+        if not ledger.counts(conn, send_id).get("pending"):
+            values: dict[str, Any] = {"state": "finished", "finished_at": utcnow(), "reason": None}
+        elif result.halted == jobs.QUOTA:
+            values = {"state": "paused", "reason": jobs.QUOTA, "at": utcnow() + jobs.QUOTA_RETRY}
+        elif result.stopped:
+            values = {"state": "stopped", "reason": result.stopped[:2000]}
+        else:
+            return  # rows held by another run: it finishes the send
+        conn.execute(update(sends).where(sends.c.id == send_id).values(**values))
     ledger.patiently(db, write)
 
 
@@ -479,27 +545,61 @@ class Delivery:
 
 
 def send_issue(db: Database, plan: Plan, rendered: RenderedIssue, how: Delivery,
-               on_progress: Callable[[SendResult], None] | None = None) -> SendResult:
-    """Start (or resume) the send of a built issue to a list and run it to its end.
+               on_progress: Callable[[SendResult], None] | None = None, issue_path: str | None = None) -> SendResult:
+    """Start (or resume) the send of a built issue to a list (or a segment) and run it to its end.
 
-    Refused before anything is written when the archive holds other content under
-    the slug, or the send started with other content (unless `how.force`).
+    The one entry the CLI's `send` and the worker call. Refused before anything is written
+    when the archive holds other content under the slug, or the send already mailed other
+    content (unless `how.force`), or it was cancelled, expired or paused by hand.
     Raises SendStopped (resumable) when it cannot finish.
     """
     content = content_hash(rendered)
-    resumed = plan.send_id is not None
-    if resumed:  # the more telling refusal first: this send started with other content
+    if plan.send_id is not None:  # the more telling refusal first: this send started with other content
         start_send(db, plan, rendered.subject, content, force=how.force)
     conflict = archive_conflict(db, rendered.slug, content)
     if conflict and not how.force:
         raise ArchiveConflict(conflict)
     send_id = start_send(db, plan, rendered.subject, content, force=how.force)
+    _begin(db, send_id, plan, issue_path)
     publish(db, rendered, content, force=True)  # conflicts were settled above
     sender_domain = parseaddr(how.envelope.sender)[1].rpartition("@")[2]
     envelope = replace(how.envelope, feedback_id=feedback_id(plan.issue, plan.list_name, sender_domain))
     return run_send(db, send_id, MessageTemplate(rendered, envelope), how.transport, how.tokens, how.base_url,
                     rate=how.rate, workers=how.workers, retry_unknown=how.retry_unknown,
                     quota_left=how.quota_left, on_progress=on_progress)
+
+
+def _begin(db: Database, send_id: int, plan: Plan, issue_path: str | None) -> None:
+    """The send is running from now; a scheduled one gets its recipients now."""
+    with db.begin() as conn:
+        state, reason = conn.execute(select(sends.c.state, sends.c.reason).where(sends.c.id == send_id)).one()
+        if state in jobs.ENDED and state != "finished":
+            raise jobs.SendStateError(f"send {send_id} ({plan.issue}/{plan.list_name}) is {state}: {reason}")
+        if state == "paused" and reason != jobs.QUOTA:
+            raise jobs.SendStateError(f"send {send_id} ({plan.issue}/{plan.list_name}) is paused; "
+                                      f"`newsletter sends resume {send_id}` lets it go on")
+        if state != "finished":
+            conn.execute(update(sends).where(sends.c.id == send_id).values(state="running", reason=None))
+        if issue_path:  # a worker resuming it later (after a quota pause) builds it from here
+            conn.execute(update(sends).where(sends.c.id == send_id).values(issue_path=issue_path))
+        freeze(conn, send_id, plan.list_id, plan.segment)
+
+
+def schedule_issue(db: Database, plan: Plan, rendered: RenderedIssue, at: dt.datetime,
+                   expires_at: dt.datetime | None, issue_path: str, *, force: bool = False) -> int:
+    """`send --at`: a send that a worker starts at `at` (and not after `expires_at`), built from `issue_path` then."""
+    content = content_hash(rendered)
+    conflict = archive_conflict(db, rendered.slug, content)
+    if conflict and not force:
+        raise ArchiveConflict(conflict)
+    send_id = start_send(db, plan, rendered.subject, content, force=force, frozen=False)
+    with db.begin() as conn:
+        state = conn.execute(select(sends.c.state).where(sends.c.id == send_id)).scalar_one()
+        if state not in ("scheduled", "queued", "paused", "stopped"):
+            raise jobs.SendStateError(f"send {send_id} ({plan.issue}/{plan.list_name}) is {state} already: "
+                                      "it cannot be scheduled")
+        jobs.schedule(conn, send_id, at, expires_at, issue_path)
+    return send_id
 
 
 def send_proofs(template: MessageTemplate, transport: Transport, tokens: Tokens, base_url: str,

@@ -20,32 +20,73 @@ from .cli import Obj, edge
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Sending threads.")
 @click.option("--retry-unknown", is_flag=True, help="Resend rows left 'sending' by a crash (may duplicate).")
 @click.option("--force", is_flag=True, help="Send despite check errors or a non-public base URL.")
+@click.option("--segment", "segment_name", help="Only the list's members in segments/NAME.yaml.")
+@click.option("--at", "at", help="Schedule it for a worker at this time (ISO 8601) instead of sending now.")
+@click.option("--expires", help="With --at: send nothing if a worker finds it later than this (90s, 15m, 2h, 1d).")
 @click.pass_obj
 @edge
 def send(obj: Obj, issue: Path, list_name: str, dry_run: bool, yes: bool, rate: float | None, workers: int,
-         retry_unknown: bool, force: bool) -> None:
-    """Mail ISSUE.yaml to every subscribed member of a list, exactly once."""
+         retry_unknown: bool, force: bool, segment_name: str | None, at: str | None, expires: str | None) -> None:
+    """Mail ISSUE.yaml to every subscribed member of a list (or a segment of it), exactly once."""
     from mailer import MessageTemplate, plan_send
 
     from .sending import checked_base_url, checked_render, envelope, require
+    if expires and not at:
+        raise click.UsageError("--expires needs --at")
     settings = obj.settings
     if (unsafe := checked_base_url(settings, force or dry_run)) is not None:
         click.echo(f"Warning: {unsafe}.", err=True)
     rendered = checked_render(issue, settings, force)
-    plan = plan_send(obj.db, rendered.slug, list_name)
+    segment = _segment(segment_name)
+    plan = plan_send(obj.db, rendered.slug, list_name, segment)
     _print_plan(plan)
+    _print_estimate(settings, plan, rate)
     if dry_run:  # a preview needs no sender: a placeholder stands in
         sample = settings.with_overrides(from_address=settings.from_address or "newsletter@example.org")
         _print_sample(MessageTemplate(rendered, envelope(sample, list_name)))
         click.echo("Dry run: nothing was sent.")
         return
     require(settings, "from_address", "secret")
+    if at:
+        _schedule(obj, rendered, plan, issue, at, expires, force)
+        return
     if plan.to_send == 0 and not (retry_unknown and plan.ledger.get("sending")):
         click.echo("Nothing to send.")
         return
     if not yes and not click.confirm(f"Send {rendered.slug!r} to {plan.to_send} recipients?", default=False):
         raise click.ClickException("nothing sent")
-    _run(obj, rendered, plan, rate, workers, retry_unknown, force)
+    _run(obj, rendered, plan, issue, rate, workers, retry_unknown, force)
+
+
+def _segment(name: str | None) -> Any:
+    if not name:
+        return None
+    from .jobs import load_segment
+    return load_segment(name)
+
+
+def _schedule(obj: Obj, rendered: Any, plan: Any, issue: Path, at: str, expires: str | None, force: bool) -> None:
+    from mailer import schedule_issue
+
+    from .jobs import parse_duration, parse_when
+    when = parse_when(at, obj.settings)
+    until = when + parse_duration(expires) if expires else None
+    send_id = schedule_issue(obj.db, plan, rendered, when, until, str(issue.resolve()), force=force)
+    window = f", not after {until.isoformat()}" if until else ""
+    click.echo(f"Scheduled send {send_id} for {when.isoformat()}{window}. A worker sends it "
+               "(`newsletter worker`, or `newsletter serve --with-worker`); `newsletter sends ls` shows it.")
+
+
+def _print_estimate(settings: Any, plan: Any, rate: float | None) -> None:
+    """How long the send will take at the account's rate and quota (design §12)."""
+    from .jobs import estimate
+    from .sending import pace, transport
+    try:
+        per_second, quota_left = pace(settings, rate, transport(settings))
+    except Exception as exc:  # noqa: BLE001  (no SES at hand for a dry run: say so and go on)
+        click.echo(f"  time: unknown (cannot ask SES for its rate: {exc})")
+        return
+    click.echo(f"  time: {estimate(plan.to_send, per_second, quota_left, None)}")
 
 
 def _print_plan(plan: Any) -> None:
@@ -80,7 +121,7 @@ def _print_sample(template: Any) -> None:
         click.echo(f"    {line}")
 
 
-def _run(obj: Obj, rendered: Any, plan: Any, rate: float | None, workers: int, retry_unknown: bool,
+def _run(obj: Obj, rendered: Any, plan: Any, issue: Path, rate: float | None, workers: int, retry_unknown: bool,
          force: bool) -> None:
     from mailer import Delivery, send_issue
     from subscribers import Tokens
@@ -94,7 +135,7 @@ def _run(obj: Obj, rendered: Any, plan: Any, rate: float | None, workers: int, r
                    per_second, workers, quota_left, retry_unknown, force)
     click.echo(f"Sending at up to {per_second:g} messages/s with {workers} workers through {sender.name}.")
     with send_progress() as progress:
-        result = send_issue(obj.db, plan, rendered, how, on_progress=progress)
+        result = send_issue(obj.db, plan, rendered, how, on_progress=progress, issue_path=str(issue.resolve()))
     click.echo(f"Done: {result.sent} sent, {result.failed} failed, {result.skipped} skipped, "
                f"{result.unknown} unknown.")
     if result.failed or result.unknown:

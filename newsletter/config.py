@@ -10,6 +10,7 @@ import ipaddress
 import os
 import re
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -41,6 +42,7 @@ class Settings:
     smtp_url: str = "smtp://localhost:25"
     unsubscribe_mailto: str | None = None  # adds a mailto: to List-Unsubscribe
     theme: str = "default"  # of the web pages and the sign-up confirmation email
+    timezone: str = "UTC"  # of times written without an offset (`send --at`)
     # The email clients `check` holds the email to (caniemail.com names: families or family.platform).
     check_clients: tuple[str, ...] = ("gmail", "apple-mail", "outlook", "yahoo")
     # The footer every issue carries; the theme supplies these when unset.
@@ -84,6 +86,7 @@ ENV = {
     "NEWSLETTER_POSTAL_ADDRESS": "postal_address",
     "NEWSLETTER_REASON": "reason",
     "NEWSLETTER_TRUSTED_PROXIES": "trusted_proxies",
+    "NEWSLETTER_TIMEZONE": "timezone",
 }
 TRANSPORTS = ("ses", "file", "smtp")
 COUNTS = ("soft_bounce_limit", "soft_bounce_days", "soft_bounce_sends")  # whole numbers, at least 1
@@ -177,6 +180,12 @@ def _convert(raw: dict[str, Any], errors: list[str]) -> dict[str, Any]:
         problem = _database_url_problem(out["database_url"])
         if problem:
             errors.append(problem)
+    if isinstance(out.get("timezone"), str):
+        try:
+            zoneinfo.ZoneInfo(out["timezone"])
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            errors.append(f"timezone: {out['timezone']!r} is not a time zone (e.g. UTC, Europe/London)")
+            del out["timezone"]
     base = out.get("base_url")
     if base is not None and not str(base).startswith(("http://", "https://")):
         errors.append(f"base_url: must start with http:// or https://, not {base!r}")

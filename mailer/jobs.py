@@ -1,0 +1,182 @@
+"""Sends as jobs (design §12): scheduled, queued, running, paused, finished, cancelled, expired, stopped.
+
+The library side of `send --at`, `sends ls|pause|resume|cancel` and the worker: a
+send row carries its state, when it is due (`at`), the end of its window
+(`expires_at`) and why it stopped (`reason`). Pausing or cancelling only changes
+the row; every run of the send watches it (mailer.sending) and stops within a
+second or two, its in-flight messages finishing and the rest staying `pending`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, or_, select, update
+
+from subscribers import Database, as_utc
+
+from . import ledger
+from .errors import MailerError
+from .reports import report_row
+from .schema import send_runs, sends
+
+# What each state means to a worker.
+WAITING = ("scheduled", "queued", "paused")  # paused only with reason "quota": a worker resumes it
+ENDED = ("finished", "cancelled", "expired")
+QUOTA = "quota"  # the reason of a send paused because the SES 24-hour quota ran out
+QUOTA_RETRY = dt.timedelta(hours=1)  # SES's window rolls: look again this often
+
+
+class SendNotFound(MailerError):
+    """No send matches a SEND reference (id or SLUG/LIST[/SEGMENT])."""
+
+
+class SendStateError(MailerError):
+    """The send cannot go where it was asked to (resume a finished send, pause a cancelled one)."""
+
+
+@dataclass(frozen=True)
+class Due:
+    """A send a worker should run now."""
+
+    id: int
+    issue: str
+    list_name: str
+    segment: str | None
+    issue_path: str | None
+    state: str
+
+
+def find_send(db: Database, ref: str) -> int:
+    """A send's id from its id, or SLUG/LIST or SLUG/LIST/SEGMENT (the latest such send)."""
+    ref = ref.strip()
+    with db.begin(read_only=True) as conn:
+        if ref.isdigit():
+            found = conn.execute(select(sends.c.id).where(sends.c.id == int(ref))).scalar()
+        else:
+            parts = ref.split("/")
+            if len(parts) not in (2, 3) or not all(parts):
+                raise SendNotFound(f"{ref!r} is not a send: give its id (see `newsletter sends ls`), "
+                                   "or SLUG/LIST, or SLUG/LIST/SEGMENT")
+            segment = parts[2] if len(parts) == 3 else ""
+            found = conn.execute(select(sends.c.id).where(
+                sends.c.issue == parts[0], sends.c.list_name == parts[1], sends.c.segment == segment)
+                .order_by(sends.c.id.desc()).limit(1)).scalar()
+    if found is None:
+        raise SendNotFound(f"no send {ref!r} (see `newsletter sends ls`)")
+    return int(found)
+
+
+def list_sends(db: Database) -> list[dict[str, Any]]:
+    """Every send, newest first: the report's object (design §4) plus `at`."""
+    with db.begin(read_only=True) as conn:
+        rows = conn.execute(select(sends).order_by(sends.c.id.desc())).all()
+        return [{**report_row(conn, send), "at": iso(send.at), "reason": send.reason} for send in rows]
+
+
+def schedule(conn: Connection, send_id: int, at: dt.datetime, expires_at: dt.datetime | None,
+             issue_path: str | None) -> None:
+    """Make a send (created unfrozen) wait for a worker at `at`."""
+    conn.execute(update(sends).where(sends.c.id == send_id).values(
+        state="scheduled", at=at, expires_at=expires_at, issue_path=issue_path, reason=None))
+
+
+def pause(db: Database, send_id: int, reason: str = "paused by hand") -> str:
+    return _move(db, send_id, "paused", ("scheduled", "queued", "running", "stopped"), reason)
+
+
+def resume(db: Database, send_id: int) -> str:
+    """A paused or stopped send goes back to the workers (now)."""
+    return _move(db, send_id, "queued", ("paused", "stopped"), None, at=_now())
+
+
+def cancel(db: Database, send_id: int) -> str:
+    """For good: what was sent stays recorded; rows never sent stay `pending`."""
+    return _move(db, send_id, "cancelled", ("scheduled", "queued", "running", "paused", "stopped"),
+                 "cancelled by hand")
+
+
+def _move(db: Database, send_id: int, to: str, allowed: tuple[str, ...], reason: str | None,
+          **extra: Any) -> str:
+    with db.begin() as conn:
+        state = conn.execute(select(sends.c.state).where(sends.c.id == send_id)).scalar()
+        if state is None:
+            raise SendNotFound(f"no send {send_id}")
+        if state == to:
+            return to
+        if state not in allowed:
+            raise SendStateError(f"send {send_id} is {state}: it cannot be {to}")
+        conn.execute(update(sends).where(sends.c.id == send_id).values(state=to, reason=reason, **extra))
+        return to
+
+
+def state_of(db: Database, send_id: int) -> str:
+    with db.begin(read_only=True) as conn:
+        return str(conn.execute(select(sends.c.state).where(sends.c.id == send_id)).scalar_one())
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    return as_utc(value).isoformat() if value is not None else None
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def due(db: Database, now: dt.datetime) -> list[Due]:
+    """What a worker should run now, oldest first; sends found past their window become `expired` here.
+
+    Due: scheduled ones whose time has come, queued ones, quota-paused ones whose retry time has
+    come, and running ones nobody runs any more (a worker killed with -9: its run stopped beating).
+    """
+    with db.begin() as conn:
+        _expire(conn, now)
+        rows = conn.execute(select(sends).where(or_(
+            and_(sends.c.state.in_(("scheduled", "paused")), sends.c.at <= now,
+                 or_(sends.c.state == "scheduled", sends.c.reason == QUOTA)),
+            sends.c.state == "queued",
+            sends.c.state == "running")).order_by(sends.c.at, sends.c.id)).all()
+        out = []
+        for row in rows:
+            if row.state == "running" and _has_live_run(conn, row.id):
+                continue  # someone is on it (several workers on PostgreSQL join instead: see run_due)
+            out.append(Due(row.id, row.issue, row.list_name, row.segment or None, row.issue_path, row.state))
+        return out
+
+
+def _has_live_run(conn: Connection, send_id: int) -> bool:
+    return bool(ledger.live_runs(conn, send_id))
+
+
+def _expire(conn: Connection, now: dt.datetime) -> None:
+    late = conn.execute(select(sends.c.id, sends.c.expires_at).where(
+        sends.c.state == "scheduled", sends.c.expires_at.is_not(None), sends.c.expires_at < now)).all()
+    for send_id, expires_at in late:
+        conn.execute(update(sends).where(sends.c.id == send_id, sends.c.state == "scheduled").values(
+            state="expired", reason=f"its window ended at {iso(as_utc(expires_at))}; a worker found it at "
+                                    f"{iso(now)}: nothing was sent"))
+
+
+def take(db: Database, send_id: int, states: tuple[str, ...]) -> bool:
+    """Mark a due send running (one transaction); False when another worker or a hand moved it first."""
+    with db.begin() as conn:
+        return bool(conn.execute(update(sends).where(sends.c.id == send_id, sends.c.state.in_(states))
+                                 .values(state="running", reason=None)).rowcount)
+
+
+def wait_for_quota(db: Database, send_id: int, now: dt.datetime) -> None:
+    with db.begin() as conn:
+        conn.execute(update(sends).where(sends.c.id == send_id, sends.c.state.in_(("running", "stopped")))
+                     .values(state="paused", reason=QUOTA, at=now + QUOTA_RETRY))
+
+
+def stopped(db: Database, send_id: int, reason: str) -> None:
+    with db.begin() as conn:
+        conn.execute(update(sends).where(sends.c.id == send_id, sends.c.state.in_(("running", "stopped")))
+                     .values(state="stopped", reason=reason[:2000]))
+
+
+def runs_of(db: Database, send_id: int) -> int:
+    with db.begin(read_only=True) as conn:
+        return len(conn.execute(select(send_runs.c.id).where(send_runs.c.send_id == send_id)).all())

@@ -1,0 +1,39 @@
+"""The worker's process wiring: configuration in, mailer.worker's loop, Ctrl-C and SIGTERM out."""
+from __future__ import annotations
+
+import functools
+import signal
+import threading
+from typing import Any
+
+import click
+
+from .config import Settings
+
+
+def run_worker(settings: Settings, db: Any, *, once: bool) -> None:
+    from mailer.worker import run_due, run_forever
+
+    from .jobs import prepare
+    ready = functools.partial(prepare, settings)
+    started = functools.partial(_say_start)
+    if once:
+        for ran in run_due(db, ready, on_start=started):
+            _say(ran)
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # finish the message in flight, then stop
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo("Worker running (Ctrl-C to stop).", err=True)
+    run_forever(db, ready, stop, on_start=started)
+
+
+def _say_start(due: Any) -> None:
+    name = "/".join(x for x in (due.issue, due.list_name, due.segment) if x)
+    click.echo(f"send {due.id} ({name}): starting", err=True)
+
+
+def _say(ran: Any) -> None:
+    counts = (f": {ran.result.sent} sent, {ran.result.failed} failed, {ran.result.unknown} unknown"
+              if ran.result else "")
+    click.echo(f"send {ran.send_id}: {ran.outcome}{counts}{'; ' + ran.message if ran.message else ''}")
