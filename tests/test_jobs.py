@@ -236,3 +236,23 @@ def test_the_estimate_names_days_when_the_quota_is_short() -> None:
     assert estimate(100, 50, None, None) == "about 2 s at 50 messages/s"
     assert "about 3 days" in estimate(500, 14, 100, 200)
     assert "used up" in estimate(10, 14, 0, None)
+
+
+def test_cli_send_to_a_segment_freezes_its_members_only(db_url: str, tmp_path: Path) -> None:
+    addresses = setup_list(db_url, tmp_path, 8)
+    (tmp_path / "segments").mkdir()
+    (tmp_path / "segments" / "two-towns.yaml").write_text(
+        "title: Two towns\nwhere:\n  field: town\n  in: [Town002, Town005]\n", "utf-8")
+    outbox = tmp_path / "outbox"
+    env = cli_env(db_url, NEWSLETTER_TRANSPORT="file", NEWSLETTER_OUTBOX=str(outbox))
+    done = newsletter(["send", str(REFERENCE), "--list", "news", "--segment", "two-towns", "--yes"], env, tmp_path)
+    assert "Done: 2 sent" in done.stdout
+    assert outbox_count(outbox) == {addresses[1]: 1, addresses[4]: 1}
+    [row] = json.loads(newsletter(["report", "2020-12", "--json"], env, tmp_path).stdout)
+    assert (row["segment"], row["recipients"], row["sent"]) == ("two-towns", 2, 2)
+    # The whole list is another send (issue, list, no segment): asked for, it mails everyone.
+    whole = newsletter(["send", str(REFERENCE), "--list", "news", "--yes"], env, tmp_path)
+    assert "Done: 8 sent" in whole.stdout
+    missing = newsletter(["send", str(REFERENCE), "--list", "news", "--segment", "nope", "--yes"], env, tmp_path,
+                         check=False)
+    assert missing.returncode == 1 and "two-towns" in missing.stderr and "Traceback" not in missing.stderr
