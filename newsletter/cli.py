@@ -7,6 +7,7 @@ domain errors into exit status 1 with one clear message. Heavy imports
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import json
@@ -180,9 +181,10 @@ def new(slug: str) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8025, show_default=True)
+@click.option("--with-worker", is_flag=True, help="Also run due sends in this process (one worker thread).")
 @click.pass_obj
 @edge
-def serve(obj: Obj, host: str, port: int) -> None:
+def serve(obj: Obj, host: str, port: int, with_worker: bool) -> None:
     """Serve unsubscribe, sign-up, the archive and the SNS webhook (design §7)."""
     import logging
 
@@ -198,7 +200,27 @@ def serve(obj: Obj, host: str, port: int) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s:  %(name)s: %(message)s")
     # proxy_headers off: uvicorn would trust X-Forwarded-For from any loopback client; the app reads it
     # only from NEWSLETTER_TRUSTED_PROXIES (web/clients.py).
-    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False, server_header=False)
+    with _worker_thread(obj if with_worker else None):
+        uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False, server_header=False)
+
+
+@contextlib.contextmanager
+def _worker_thread(obj: Obj | None) -> Any:
+    """`serve --with-worker`: the embedded default's worker, a thread beside the web app (design §12)."""
+    if obj is None:
+        yield
+        return
+    import threading
+
+    from .worker import worker_thread
+    stop = threading.Event()
+    thread = worker_thread(obj.settings, obj.db, stop)
+    click.echo("Running due sends in this process (--with-worker).")
+    try:
+        yield
+    finally:
+        stop.set()  # the send in hand stops after its in-flight messages; the rest stay pending
+        thread.join(30)
 
 
 from .cli_audience import db, lists, subscribers  # noqa: E402

@@ -205,7 +205,7 @@ def report(obj: Obj, slug: str, as_json: bool, chart: Path | None, state: str | 
         from mailer.reports import timeline
 
         from .chart import draw_chart
-        draw_chart(timeline(obj.db, slug), chart, slug)
+        draw_chart(timeline(obj.db, slug), chart, slug, rows)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -37,3 +37,14 @@ def _say(ran: Any) -> None:
     counts = (f": {ran.result.sent} sent, {ran.result.failed} failed, {ran.result.unknown} unknown"
               if ran.result else "")
     click.echo(f"send {ran.send_id}: {ran.outcome}{counts}{'; ' + ran.message if ran.message else ''}")
+
+
+def worker_thread(settings: Settings, db: Any, stop: threading.Event) -> threading.Thread:
+    """One worker in a thread of this process (`serve --with-worker`), until `stop`."""
+    from mailer.worker import run_forever
+
+    from .jobs import prepare
+    thread = threading.Thread(target=run_forever, args=(db, functools.partial(prepare, settings), stop),
+                              kwargs={"on_start": _say_start}, name="worker", daemon=True)
+    thread.start()
+    return thread

@@ -256,3 +256,22 @@ def test_cli_send_to_a_segment_freezes_its_members_only(db_url: str, tmp_path: P
     missing = newsletter(["send", str(REFERENCE), "--list", "news", "--segment", "nope", "--yes"], env, tmp_path,
                          check=False)
     assert missing.returncode == 1 and "two-towns" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_serve_with_worker_runs_due_sends_in_the_web_process(db_url: str, tmp_path: Path) -> None:
+    from tests.ses_peer import free_port
+    addresses = setup_list(db_url, tmp_path, 4)
+    outbox = tmp_path / "outbox"
+    env = cli_env(db_url, NEWSLETTER_TRANSPORT="file", NEWSLETTER_OUTBOX=str(outbox))
+    newsletter(["send", str(REFERENCE), "--list", "news", "--at", "2020-01-01T00:00"], env, tmp_path)
+    server = subprocess.Popen([str(NEWSLETTER), "serve", "--with-worker", "--port", str(free_port())], env=env,
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: len(emls(outbox)) == 4 or server.poll() is not None, 60, "the worker thread to send")
+        wait_for(lambda: json.loads(newsletter(["sends", "ls", "--json"], env, tmp_path).stdout)[0]["state"]
+                 == "finished", 30, "the send to finish", interval=0.2)
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    assert outbox_count(outbox) == {a: 1 for a in addresses}
