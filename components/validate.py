@@ -180,8 +180,9 @@ class _Walker:
         fields = _model(component.fields, data, here, shown, self.loc, self.problems,
                         coerced=data is not value)
         children: list[Block] = []
+        nested_section = bool(component.children_field) and depth > 0
         if component.children_field and isinstance(data, dict):
-            if depth > 0:
+            if nested_section:
                 self.problems.append(self.loc.problem(here, shown, "sections cannot be nested", at_key=True))
             nested = data.get(component.children_field)
             if isinstance(nested, list):
@@ -192,7 +193,7 @@ class _Walker:
             return None
         text_problems = self._check_strings(value, here, shown, component)
         self._check_images(fields, here, shown)
-        if any(p.rule == "merge-field" for p in text_problems):  # the renderer cannot take it
+        if nested_section or any(p.rule == "merge-field" for p in text_problems):  # the renderer cannot take it
             self.dropped = True
             return None
         number = None
