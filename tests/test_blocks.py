@@ -202,7 +202,7 @@ def test_contact_icons_are_ours_too_and_decorative_beside_their_label(write_issu
     link = _doc(rendered.html).xpath("//a[@class='nl-contact-social-link']")[0]
     assert link.get("href") == "https://twitter.com/us"
     assert [img.get("alt") for img in link.xpath("img")] == ["", ""]  # the label says it
-    assert link.text_content().strip() == "Twitter:\xa0@us"
+    assert link.text_content().strip() == "Twitter: @us"
     assert set(rendered.assets) >= {"icons/twitter-light.png", "icons/twitter-dark.png"}
 
 

@@ -123,7 +123,7 @@ def test_images_carry_alt_text_and_labelled_icons_are_decorative(reference_rende
     # The contact block writes "Twitter: @LancsVRN" beside its icon: the icon says nothing more.
     icons = doc.xpath("//a[contains(@href, 'twitter.com')]//img")
     assert len(icons) == 2 and all(img.get("alt") == "" for img in icons)
-    assert icons[0].getparent().text_content().strip() == "Twitter:\xa0@LancsVRN"
+    assert icons[0].getparent().text_content().strip() == "Twitter: @LancsVRN"
 
 
 def test_icon_only_social_links_are_named_by_their_alt_text():
