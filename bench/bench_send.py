@@ -283,6 +283,37 @@ def ledger(n: int) -> None:
           f"({int(sent) / float(wall):,.0f}/s), peak RSS {peak:.0f} MB   (target < 300 MB)")
 
 
+def worker_against_send(n: int = 2000) -> None:
+    """The worker runs a due send as fast as `send` does (both against the stub, 4 workers)."""
+    import datetime as dt
+
+    import mailer
+    from components import render_issue
+    from mailer import Delivery, Envelope
+    from mailer.ses import SesTransport
+    from mailer.worker import Prepared, run_due
+    from subscribers import Tokens
+    with ses_stub():
+        rendered = render_issue(REFERENCE, base_url="https://news.example.org")
+        rates = {}
+        with tempfile.TemporaryDirectory() as folder:
+            db, _ = _database(folder, n)
+            sent, took, _ = _send(db, "foreground", SesTransport(), rate=100000, workers=4)
+            rates["send"] = sent / took
+        with tempfile.TemporaryDirectory() as folder:
+            db, _ = _database(folder, n)
+            plan = mailer.plan_send(db, rendered.slug, "bench")  # type: ignore[arg-type]
+            now = dt.datetime.now(dt.UTC)
+            mailer.schedule_issue(db, plan, rendered, now, None, str(REFERENCE))  # type: ignore[arg-type]
+            how = Delivery(SesTransport(), Envelope(FROM, "<bench.lancsvrn.example>"), Tokens(BENCH_SECRET),
+                           "https://news.example.org", 100000, 4)
+            wall = time.perf_counter()
+            [ran] = run_due(db, lambda due: Prepared(rendered, how), now=lambda: now)  # type: ignore[arg-type]
+            rates["worker"] = (ran.result.sent if ran.result else 0) / (time.perf_counter() - wall)
+    print(f"the worker against the stub: {rates['worker']:,.0f} messages/s; `send` in the foreground: "
+          f"{rates['send']:,.0f} messages/s (4 workers each; the worker's figure includes building its send)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ledger-rows", type=int, default=1_000_000)
@@ -290,6 +321,7 @@ def main() -> None:
     args = parser.parse_args()
     personalisation()
     against_stub()
+    worker_against_send()
     processes_on_postgresql()
     if not args.skip_moto:
         against_moto()
