@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from components import load_issue, load_theme
+from components import load_issue, load_theme, render_issue
 
 from .conftest import ISSUES, REFERENCE
 
@@ -208,12 +208,14 @@ def test_images_of_the_page_are_served(live_preview: tuple[str, Path, subprocess
     local = [s for s in sources if s.startswith(base + "/")]
     assert len(local) >= 8, f"expected the issue's images on {base}, found {sources}"
 
+    # The issue's own images, and what the templates publish beside them (the icons the project ships).
+    assets = render_issue(issue).assets
+    assert any(f.is_relative_to(issue.parent / "2020-12") for f in assets.values())
     for src in sorted(set(local)):
         status, kind, body = _get(src)
         assert status == 200, src
         assert kind == "image/png", f"{src}: {kind}"
-        name = src.rsplit("/", 1)[1]
-        assert body == (issue.parent / "2020-12" / "images" / name).read_bytes()
+        assert body == assets[src.split("/archive/2020-12/", 1)[1]].read_bytes(), src
 
     status, _, _ = _get(base + "/archive/2020-12/images/no-such-image.png")
     assert status == 404
