@@ -15,6 +15,7 @@ def run_worker(settings: Settings, db: Any, *, once: bool) -> None:
     from mailer.worker import run_due, run_forever
 
     from .jobs import prepare
+    _one_worker_on_sqlite(db)
     ready = functools.partial(prepare, settings)
     started = functools.partial(_say_start)
     if once:
@@ -44,7 +45,33 @@ def worker_thread(settings: Settings, db: Any, stop: threading.Event) -> threadi
     from mailer.worker import run_forever
 
     from .jobs import prepare
+    _one_worker_on_sqlite(db)
     thread = threading.Thread(target=run_forever, args=(db, functools.partial(prepare, settings), stop),
                               kwargs={"on_start": _say_start}, name="worker", daemon=True)
     thread.start()
     return thread
+
+
+_LOCKS: list[Any] = []  # held open for the life of the process
+
+
+def _one_worker_on_sqlite(db: Any) -> None:
+    """On SQLite one worker runs at a time (design §12): a lock file beside the database says who.
+
+    PostgreSQL needs none: workers share sends there through the ledger's SKIP LOCKED claims.
+    """
+    url = db.engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    import fcntl
+    from pathlib import Path
+
+    from .errors import NewsletterError
+    handle = Path(f"{url.database}.worker.lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise NewsletterError(f"another worker already runs on {url.database} (on SQLite one worker runs at "
+                              "a time; several need PostgreSQL)") from None
+    _LOCKS.append(handle)

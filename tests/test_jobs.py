@@ -275,3 +275,21 @@ def test_serve_with_worker_runs_due_sends_in_the_web_process(db_url: str, tmp_pa
         out, err = server.communicate(timeout=60)
     assert "Traceback" not in err, err
     assert outbox_count(outbox) == {a: 1 for a in addresses}
+
+
+def test_on_sqlite_one_worker_runs_at_a_time(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'news.db'}"
+    setup_list(database_url, tmp_path, 1)
+    env = cli_env(database_url, NEWSLETTER_TRANSPORT="file", NEWSLETTER_OUTBOX=str(tmp_path / "outbox"))
+    first = subprocess.Popen([str(NEWSLETTER), "worker"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (tmp_path / "news.db.worker.lock").exists(), 30, "the first worker's lock")
+        time.sleep(0.5)
+        second = newsletter(["worker", "--once"], env, tmp_path, check=False)
+        assert second.returncode == 1 and "another worker already runs" in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        out, err = first.communicate(timeout=30)
+    assert first.returncode == 0 and "Traceback" not in err, err
+    assert newsletter(["worker", "--once"], env, tmp_path).returncode == 0  # its lock went with it
