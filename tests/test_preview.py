@@ -215,7 +215,7 @@ def test_images_of_the_page_are_served(live_preview: tuple[str, Path, subprocess
         status, kind, body = _get(src)
         assert status == 200, src
         assert kind == "image/png", f"{src}: {kind}"
-        assert body == assets[src.split("/archive/2020-12/", 1)[1]].read_bytes(), src
+        assert body == assets[src.split("/archive/2020-12/", 1)[1]].read_bytes(), src  # icons included
 
     status, _, _ = _get(base + "/archive/2020-12/images/no-such-image.png")
     assert status == 404
