@@ -25,6 +25,7 @@ _EXPORTS = {
     "Event": ".events", "MalformedEvent": ".events", "parse_body": ".events", "parse_ses": ".events",
     "SnsRefused": ".sns", "SnsVerifier": ".sns", "WebhookOutcome": ".webhook", "handle_sns": ".webhook",
     "Applied": ".policy", "Policy": ".policy", "record_unsubscribe": ".policy", "take": ".policy",
+    "welcome_newcomer": ".welcome", "set_welcome": ".welcome", "clear_welcome": ".welcome", "welcome_of": ".welcome",
     "ArchivedIssue": ".archive", "archived_asset": ".archive", "archived_issues": ".archive",
     "archived_page": ".archive", "publish": ".archive", "send_one": ".transactional",
     "Segment": ".segments", "SegmentEntry": ".segments", "SegmentError": ".segments",
@@ -81,3 +82,4 @@ if TYPE_CHECKING:
     from .transactional import send_one
     from .transports import make_transport
     from .webhook import WebhookOutcome, handle_sns
+    from .welcome import clear_welcome, set_welcome, welcome_newcomer, welcome_of

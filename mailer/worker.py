@@ -20,6 +20,7 @@ from subscribers import Database
 from . import jobs
 from .errors import MailerError, SendStopped
 from .sending import Delivery, Segmented, SendResult, plan_send, send_issue
+from .welcome import WELCOME, WelcomeSegment
 
 POLL = 5.0  # seconds between looks for due sends when idle
 
@@ -63,7 +64,8 @@ def run_due(db: Database, prepare: Callable[[jobs.Due], Prepared], *,
 def _run_one(db: Database, due: jobs.Due, prepare: Callable[[jobs.Due], Prepared]) -> Ran:
     try:
         prepared = prepare(due)
-        plan = plan_send(db, due.issue, due.list_name, prepared.segment)
+        segment = prepared.segment or (WelcomeSegment() if due.segment == WELCOME else None)
+        plan = plan_send(db, due.issue, due.list_name, segment)
         result = send_issue(db, plan, prepared.rendered, prepared.how)
     except SendStopped as exc:
         return Ran(due.id, jobs.state_of(db, due.id), message=str(exc))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -63,3 +64,35 @@ def worker(obj: Obj, once: bool) -> None:
     """Run scheduled, queued, resumed and quota-paused sends when they are due."""
     from .worker import run_worker
     run_worker(obj.settings, obj.db, once=once)
+
+
+@click.command("set")
+@click.argument("name")
+@click.option("--title", help="What readers see as the list's name.")
+@click.option("--welcome", "welcome_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="An issue everyone who joins through the sign-up form gets, once.")
+@click.option("--no-welcome", is_flag=True, help="Welcome nobody from now on.")
+@click.pass_obj
+@edge
+def set_list(obj: Obj, name: str, title: str | None, welcome_file: Path | None, no_welcome: bool) -> None:
+    """Change a list: its title, and its welcome issue (design §12)."""
+    from mailer import clear_welcome, set_welcome
+    from subscribers import get_list, set_title
+
+    from .sending import checked_render
+    if welcome_file and no_welcome:
+        raise click.UsageError("--welcome and --no-welcome do not go together")
+    if not (title or welcome_file or no_welcome):
+        raise click.UsageError("nothing to change: give --title, --welcome or --no-welcome")
+    with obj.db.begin(read_only=True) as conn:
+        get_list(conn, name)  # an unknown list is exit 1 before anything else
+    if title:
+        click.echo(f"List {name!r}: title {set_title(obj.db, name, title).title!r}.")
+    if welcome_file:
+        rendered = checked_render(welcome_file, obj.settings, False)
+        set_welcome(obj.db, name, rendered, str(welcome_file.resolve()))
+        click.echo(f"List {name!r}: whoever joins through the sign-up form gets {rendered.slug!r} once "
+                   "(sent by a worker: `newsletter worker` or `serve --with-worker`).")
+    if no_welcome:
+        turned_off = clear_welcome(obj.db, name)
+        click.echo(f"List {name!r}: " + ("no welcome issue from now on." if turned_off else "had no welcome issue."))

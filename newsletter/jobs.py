@@ -74,7 +74,8 @@ def prepare(settings: Settings, due: Any) -> Any:
     rate, quota_left = pace(settings, None, sender)
     how = Delivery(sender, envelope(settings, due.list_name), Tokens(settings.secret or ""), settings.base_url,
                    rate, 4, quota_left)
-    return Prepared(rendered, how, load_segment(due.segment) if due.segment else None)
+    from mailer.welcome import WELCOME
+    return Prepared(rendered, how, load_segment(due.segment) if due.segment and due.segment != WELCOME else None)
 
 
 def load_segment(name: str) -> Any:

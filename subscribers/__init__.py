@@ -24,6 +24,7 @@ _EXPORTS = {
     "ListNotFound": ".errors", "NotAllowed": ".errors", "SubscriberNotFound": ".errors",
     "SubscribersError": ".errors",
     "MailingList": ".lists", "create_list": ".lists", "list_lists": ".lists", "remove_list": ".lists",
+    "set_title": ".lists",
     "add_subscriber": ".membership", "request_subscription": ".membership", "suppress_address": ".membership",
     "unsubscribe": ".membership", "Refusal": ".membership", "refusals": ".membership",
     "ensure_may_join": ".membership", "suppression_of": ".suppression",
@@ -67,7 +68,7 @@ if TYPE_CHECKING:
         SubscriberNotFound,
         SubscribersError,
     )
-    from .lists import MailingList, create_list, get_list, list_lists, remove_list
+    from .lists import MailingList, create_list, get_list, list_lists, remove_list, set_title
     from .membership import (
         Refusal,
         add_subscriber,

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .addresses import address_hash
@@ -122,3 +122,11 @@ def remove_list(db: Database, name: str) -> tuple[int, int]:
         kept = conn.execute(select(func.count()).select_from(memberships).where(
             memberships.c.list_id == mailing_list.id)).scalar_one()
         return int(removed), int(kept)
+
+
+def set_title(db: Database, name: str, title: str) -> MailingList:
+    """Rename what readers see (the list's name, used in commands and links, stays)."""
+    with db.begin() as conn:
+        found = get_list(conn, name)
+        conn.execute(update(lists).where(lists.c.id == found.id).values(title=title.strip()[:300]))
+        return get_list(conn, name)

@@ -170,6 +170,8 @@ async def confirm(request: Request) -> Response:
         member = await call(confirm_subscription, s.db, target.subscriber_id, target.list_id, issued)
     except (SubscriberNotFound, NotAllowed) as exc:
         return s.pages.message("This link no longer works", str(exc), "Please sign up again.", status=400)
+    from mailer import welcome_newcomer
+    await call(welcome_newcomer, s.db, member.list_id, member.subscriber_id)  # the list's welcome issue, once ever
     return s.pages.message("You are subscribed", f"{_shown(member.email)} will get {member.list_title}. Welcome!",
                            link=Link("/archive/", "Read past issues in the archive"))
 

@@ -107,6 +107,9 @@ def sign_up_and_confirm(service: Any, request: SignUpRequest) -> None:
         signed = sign_up(service.db, request.email, request.list_name, request.name)
     except NotAllowed:
         return  # e.g. the list was removed meanwhile
+    if signed.outcome == "subscribed":  # a single opt-in list: joined now
+        from mailer import welcome_newcomer
+        welcome_newcomer(service.db, signed.member.list_id, signed.member.subscriber_id)
     if signed.outcome != "confirm":
         return
     member = signed.member
