@@ -32,6 +32,15 @@ _EXPORTS = {
     "ListMember": ".signup", "SignUp": ".signup", "allow_attempt": ".signup", "confirm_subscription": ".signup",
     "leave": ".signup", "list_member": ".signup", "sign_up": ".signup",
     "InvalidToken": ".tokens", "Tokens": ".tokens", "UnsubscribeTarget": ".tokens",
+    "AccountsError": ".accounts", "ApiToken": ".accounts", "AuditEntry": ".accounts", "BadPassword": ".accounts",
+    "InvalidRole": ".accounts", "LoginFailed": ".accounts", "LoginLocked": ".accounts", "ROLES": ".accounts",
+    "Session": ".accounts", "TokenExists": ".accounts", "TokenNotFound": ".accounts", "User": ".accounts",
+    "UserExists": ".accounts", "UserNotFound": ".accounts", "add_user": ".accounts", "audit": ".accounts",
+    "audit_entries": ".accounts", "create_token": ".accounts", "end_session": ".accounts",
+    "generate_password": ".accounts", "get_user": ".accounts", "list_tokens": ".accounts",
+    "list_users": ".accounts", "login": ".accounts", "may": ".accounts", "remove_user": ".accounts",
+    "revoke_token": ".accounts", "session_count": ".accounts", "session_of": ".accounts",
+    "set_password": ".accounts", "set_role": ".accounts", "token_of": ".accounts",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -45,6 +54,40 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
+    from .accounts import (
+        ROLES,
+        AccountsError,
+        ApiToken,
+        AuditEntry,
+        BadPassword,
+        InvalidRole,
+        LoginFailed,
+        LoginLocked,
+        Session,
+        TokenExists,
+        TokenNotFound,
+        User,
+        UserExists,
+        UserNotFound,
+        add_user,
+        audit,
+        audit_entries,
+        create_token,
+        end_session,
+        generate_password,
+        get_user,
+        list_tokens,
+        list_users,
+        login,
+        may,
+        remove_user,
+        revoke_token,
+        session_count,
+        session_of,
+        set_password,
+        set_role,
+        token_of,
+    )
     from .addresses import Address, address_hash, display_address, normalise, try_normalise
     from .audience import (
         Member,
