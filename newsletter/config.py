@@ -43,6 +43,7 @@ class Settings:
     unsubscribe_mailto: str | None = None  # adds a mailto: to List-Unsubscribe
     theme: str = "default"  # of the web pages and the sign-up confirmation email
     timezone: str = "UTC"  # of times written without an offset (`send --at`)
+    session_hours: int = 12  # console sessions end after this long idle (design §13)
     # The email clients `check` holds the email to (caniemail.com names: families or family.platform).
     check_clients: tuple[str, ...] = ("gmail", "apple-mail", "outlook", "yahoo")
     # The footer every issue carries; the theme supplies these when unset.
@@ -87,9 +88,10 @@ ENV = {
     "NEWSLETTER_REASON": "reason",
     "NEWSLETTER_TRUSTED_PROXIES": "trusted_proxies",
     "NEWSLETTER_TIMEZONE": "timezone",
+    "NEWSLETTER_SESSION_HOURS": "session_hours",
 }
 TRANSPORTS = ("ses", "file", "smtp")
-COUNTS = ("soft_bounce_limit", "soft_bounce_days", "soft_bounce_sends")  # whole numbers, at least 1
+COUNTS = ("soft_bounce_limit", "soft_bounce_days", "soft_bounce_sends", "session_hours")  # whole numbers, >= 1
 LISTS = ("sns_topic_arns", "check_clients", "trusted_proxies")  # a TOML list or a comma-separated string
 
 # NEWSLETTER_SECRET signs every unsubscribe and confirmation link: whoever guesses it forges them
