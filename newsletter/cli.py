@@ -224,6 +224,7 @@ def _worker_thread(obj: Obj | None) -> Any:
 
 
 from .cli_audience import db, lists, subscribers  # noqa: E402
+from .cli_console import tokens, users  # noqa: E402
 from .cli_events import events  # noqa: E402
 from .cli_jobs import sends, set_list, worker  # noqa: E402
 from .cli_segments import segments  # noqa: E402
@@ -232,6 +233,8 @@ from .cli_send import report, send, test_send  # noqa: E402
 for command in (lists, subscribers, db, send, test_send, report, events, segments, sends, worker):
     main.add_command(command)
 lists.add_command(set_list)
+main.add_command(users)
+main.add_command(tokens)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
