@@ -171,3 +171,13 @@ def test_sends_and_one_send_are_the_report_objects(site: Site, tokens: dict[str,
     assert report["sent"] == report["recipients"] == 2
     one = call(site, "GET", f"/api/sends/{report['id']}", tokens["viewer"])
     assert one.status == 200 and payload(one) == listed[0]
+
+
+def test_a_wrong_method_is_a_json_405_naming_the_right_ones(lite: Site) -> None:
+    subs.create_list(lite.db, "news")
+    token = subs.create_token(lite.db, "a", "admin")
+    answer = call(lite, "PUT", "/api/lists/news/subscribers", token, {"email": "a@example.org"})
+    assert answer.status == 405 and answer.headers.get("allow") == "POST"
+    assert "POST" in payload(answer)["error"]
+    assert call(lite, "DELETE", "/api/lists/news", token).status == 405
+    assert subs.list_lists(lite.db)[0]["name"] == "news"

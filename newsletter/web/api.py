@@ -205,6 +205,21 @@ ROUTES = [
 ]
 
 
+def _wrong_method(allowed: set[str]) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        return error(405, f"{request.method} is not allowed here (use {', '.join(sorted(allowed))})",
+                     Allow=", ".join(sorted(allowed)))
+    return endpoint
+
+
+# Each path once more, for the other methods: a JSON 405 rather than the site's plain-text one.
+# (Starlette takes a route matching path and method before one that matches the path alone.)
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+_ALLOWED = {path: {m for r in ROUTES if r.path == path for m in r.methods or ()} for path in [r.path for r in ROUTES]}
+ROUTES += [Route(path, _wrong_method(allowed), methods=sorted(_METHODS - allowed))
+           for path, allowed in _ALLOWED.items()]
+
+
 def api() -> Mount:
     """/api/..., its own router, so an unknown API path is a JSON 404, not the site's page."""
     return Mount("/api", app=Router(routes=ROUTES, default=_no_route))
