@@ -165,9 +165,9 @@ async def remove_from_list(request: Request, token: Any) -> Response:
     """Unsubscribes (the person and their history stay, so they are never re-added by anyone else)."""
     from subscribers import unsubscribe
     name, email = request.path_params["name"], request.path_params["email"]
-    changed = await _audited(request, token, "api.subscribers.unsubscribe", f"{email.strip()} from {name}",
-                             lambda: unsubscribe(_db(request), email, name))
-    return JSONResponse({"email": email.strip(), "list": name, "unsubscribed": bool(changed)})
+    outcome = await _audited(request, token, "api.subscribers.unsubscribe", f"{email.strip()} from {name}",
+                             lambda: "unsubscribed" if unsubscribe(_db(request), email, name) else "unchanged")
+    return JSONResponse({"email": email.strip(), "list": name, "unsubscribed": outcome == "unsubscribed"})
 
 
 def _sends(request: Request) -> list[dict[str, Any]]:
