@@ -305,3 +305,21 @@ def test_tokens_commands(cli: Any, cli_db: Any) -> None:
     assert result.exit_code == 0 and subs.token_of(cli_db, token) is None
     result = cli("tokens", "revoke", "zapier")
     assert result.exit_code == 1 and "no token 'zapier'" in result.output
+
+
+def test_the_real_script_reads_stdin_and_fails_without_a_traceback(db_url: str, tmp_path: Path, cli_db: Any) -> None:
+    import subprocess
+    import sys
+    script = Path(sys.executable).parent / "newsletter"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env["NEWSLETTER_DATABASE_URL"] = db_url
+
+    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(script), *args], input=stdin, cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=60, check=False)
+    added = run("users", "add", "ada@example.org", "--role", "sender", "--password-stdin", stdin=PASSWORD + "\r\n")
+    assert added.returncode == 0, added.stderr
+    assert subs.login(cli_db, "ada@example.org", PASSWORD, "c").user.role == "sender"
+    missing = run("users", "rm", "nobody@example.org")
+    assert missing.returncode == 1 and "no user nobody@example.org" in missing.stderr
+    assert "Traceback" not in missing.stderr
