@@ -128,6 +128,13 @@ def test_resuming_with_other_content_is_refused_unless_forced(make_send, rendere
     plan = plan_send(send.db, rendered.slug, "news")
     assert start_send(send.db, plan, rendered.subject, real) == send.send_id  # binds an unbound send
     draft = "0" * 64
+    # Nobody mailed yet (a scheduled send whose file was edited before its time): it takes the new content.
+    assert start_send(send.db, plan, "edited", draft) == send.send_id
+    assert start_send(send.db, plan, rendered.subject, real) == send.send_id
+    from mailer.schema import deliveries
+    with send.db.begin() as conn:  # one message went out with the real content
+        first = conn.execute(select(deliveries.c.id).where(deliveries.c.send_id == send.send_id).limit(1)).scalar()
+        conn.execute(update(deliveries).where(deliveries.c.id == first).values(state="sent"))
     with pytest.raises(ContentChanged, match="other content"):
         start_send(send.db, plan, "DRAFT - do not send", draft)
     assert start_send(send.db, plan, rendered.subject, real) == send.send_id
