@@ -52,6 +52,7 @@ def forget(db: Database, email: str) -> None:
         suppress(conn, address, "forgotten at the subscriber's request", "admin", keep_address=False)
         conn.execute(signup_attempts.delete().where(signup_attempts.c.bucket == "address",
                                                     signup_attempts.c.key_hash == address.hash))
+        _forget_in_audit_log(conn, address)
         if person is None:
             return
         conn.execute(memberships.delete().where(memberships.c.subscriber_id == person.id))
@@ -81,3 +82,18 @@ def masked_url(url: str) -> str:
         shown = ""
     shown = shown or _PASSWORD.sub(r"\1***@\3", url)
     return _QUERY_PASSWORD.sub(r"\1***", shown)
+
+
+def _forget_in_audit_log(conn: Any, address: Any) -> None:
+    """What the console and the API did stays in the audit log; the address it names does not."""
+    from sqlalchemy import func, update
+
+    from .accounts import audit_log
+    forms = {address.key, display_address(address.email).lower()}
+    pattern = re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)), re.I)
+    for form in forms:
+        rows = conn.execute(select(audit_log.c.id, audit_log.c.detail).where(
+            func.lower(audit_log.c.detail).contains(form, autoescape=True))).all()
+        for row_id, detail in rows:
+            conn.execute(update(audit_log).where(audit_log.c.id == row_id)
+                         .values(detail=pattern.sub("[forgotten]", detail)))

@@ -323,3 +323,15 @@ def test_the_real_script_reads_stdin_and_fails_without_a_traceback(db_url: str, 
     missing = run("users", "rm", "nobody@example.org")
     assert missing.returncode == 1 and "no user nobody@example.org" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_forget_erases_the_address_from_the_audit_log_and_keeps_what_was_done(db: Any) -> None:
+    subs.create_list(db, "news")
+    subs.add_subscriber(db, "Ann.Lee@Example.org", "news")
+    subs.audit(db, "token:crm", "subscribers.add", "news: ann.lee@example.org (added)")
+    subs.audit(db, "token:crm", "subscribers.add", "news: bob@example.org (added)")
+    subs.forget(db, "ann.lee@example.org")
+    with db.begin() as conn:
+        details = [d for (d,) in conn.execute(select(audit_log.c.detail).order_by(audit_log.c.id))]
+    assert details[-2:] == ["news: [forgotten] (added)", "news: bob@example.org (added)"]
+    assert not any("ann.lee" in d.lower() for d in details)
