@@ -187,7 +187,7 @@ def rows(source: CsvSource, on_read: Callable[[int], None] | None = None) -> Ite
         try:
             for cells in reader:
                 start, last = last + 1, reader.line_num
-                if cells and any(c.strip() for c in cells):
+                if cells and (cells[0].strip() or any(c.strip() for c in cells)):
                     yield start, cells
         except csv.Error as exc:
             raise ImportFailed(f"{source.path}:{reader.line_num}: malformed CSV: {exc}") from None

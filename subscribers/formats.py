@@ -22,9 +22,10 @@ import datetime as dt
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from .csv_files import restore
 from .db import as_utc
 from .errors import ImportFailed
 from .people import field_name, full_name
@@ -43,7 +44,10 @@ class Row:
     fields: dict[str, Any]
     status: str = SUBSCRIBED
     reason: str = ""  # why not subscribed, in words the summary groups by: "unsubscribed in Mailchimp"
-    times: dict[str, dt.datetime] = field(default_factory=dict)
+    times: dict[str, dt.datetime] | None = None  # subscribed_at, unsubscribed_at where the file gives them
+    # Set by the import: the normalised address, and whether an earlier batch had it already.
+    address: Any = None
+    repeat: bool = False
 
 
 class Reject(NamedTuple):
@@ -117,12 +121,16 @@ def _fields(cells: list[str], columns: list[tuple[int, str]]) -> dict[str, Any]:
     out = {}
     for i, key in columns:
         if value := cells[i].strip():
-            out[key] = value
+            # What our own exports neutralised (csv_files.neutralise) comes back as it was.
+            out[key] = restore(value) if value[0] == "'" else value
     return out
 
 
 def _cell(cells: list[str], i: int | None) -> str:
-    return cells[i].strip() if i is not None else ""
+    if i is None:
+        return ""
+    value = cells[i].strip()
+    return restore(value) if value[:1] == "'" else value
 
 
 _GO_TIME = re.compile(r"^(\S+ \S+?)(?: ([+-]\d\d)(\d\d))?(?: [A-Z]{3,5})?$")
@@ -147,13 +155,13 @@ def parse_time(text: str) -> dt.datetime | None:
         return None
 
 
-def _times(cells: list[str], columns: dict[str, int | None]) -> dict[str, dt.datetime]:
+def _times(cells: list[str], columns: dict[str, int | None]) -> dict[str, dt.datetime] | None:
     """The dates a tool gives, where they can be read; one that cannot is left out, never the row."""
     out = {}
     for key, i in columns.items():
         if i is not None and (stamp := parse_time(cells[i])) is not None:
             out[key] = stamp
-    return out
+    return out or None
 
 
 def _truthy(text: str) -> bool:
@@ -169,19 +177,26 @@ def _plain(header: Header, options: Options) -> Reader:
     times = {c: header.index[c] for c in TIME_COLUMNS if c in header.index}
     fields = _field_columns(header, (header.names[email], "name", "status", *TIME_COLUMNS))
 
+    if status is None and not times:
+        def simple(cells: list[str]) -> Row | Reject:  # the commonest file: no status, no dates
+            values = _fields(cells, fields)
+            return Row(cells[email], _cell(cells, name) or full_name("", values), values)
+        return simple
+
     def read(cells: list[str]) -> Row | Reject:
         said = _cell(cells, status).lower()
         if said and said not in PLAIN_STATUSES:
             return Reject("unknown status", f"unknown status {said!r} (known: {', '.join(PLAIN_STATUSES)})")
-        stamps = {}
+        stamps: dict[str, dt.datetime] | None = None  # most files have no dates: no dict a row
         for key, i in times.items():
             if text := cells[i].strip():
                 stamp = parse_time(text)
                 if stamp is None:
                     return Reject("bad date", f"{key}: {text!r} is not an ISO date and time")
-                stamps[key] = stamp
+                stamps = {**(stamps or {}), key: stamp}
         values = _fields(cells, fields)
-        return Row(cells[email], _cell(cells, name) or full_name("", values), values, said or SUBSCRIBED, "", stamps)
+        return Row(cells[email], _cell(cells, name) or full_name("", values), values, said or SUBSCRIBED, "",
+                   stamps)
     return read
 
 

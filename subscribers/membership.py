@@ -9,19 +9,22 @@ person's own confirmation from their mailbox, which is fresh consent.
 """
 from __future__ import annotations
 
+import datetime as dt
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, String, bindparam, column, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from .addresses import Address, normalise
-from .db import Database, in_values, utcnow
+from .db import Database, as_utc, utcnow
 from .errors import NotAllowed, SubscriberNotFound
 from .lists import MailingList, get_list
 from .people import find, upsert
-from .schema import lists, memberships, subscribers
-from .suppression import any_suppressed, suppress, suppression_reasons
+from .schema import lists, memberships, subscribers, suppressions
+from .suppression import suppress
 
 SUPPRESSED_HERE = "suppressed here"
 LEFT_HERE = "had unsubscribed from this list"
@@ -35,33 +38,63 @@ class Refusal:
     message: str  # what `add` says
 
 
+@dataclass(frozen=True)
+class Guard:
+    """The guard as SQL, for any rows that carry an address's key and hash (a VALUES list, a staging table)."""
+    suppressed: Any  # the suppression's reason, or NULL
+    left: Any  # EXISTS: unsubscribed from the list
+    left_at: Any  # when they left, or NULL
+
+
+def guard(list_id: int, key: Any, hash_: Any) -> Guard:
+    """THE rule, written once: suppressed anywhere, or unsubscribed from this list.
+
+    `key` and `hash_` are SQL expressions (columns of the rows asked about); the
+    subqueries correlate to them, so one statement answers for a whole batch.
+    """
+    person = subscribers.alias("left_person")
+    left = (select(memberships.c.unsubscribed_at)
+            .select_from(memberships.join(person, memberships.c.subscriber_id == person.c.id))
+            .where(person.c.email_key == key, memberships.c.list_id == list_id,
+                   memberships.c.status == "unsubscribed"))
+    return Guard(select(suppressions.c.reason).where(suppressions.c.email_hash == hash_).scalar_subquery(),
+                 left.exists(), left.scalar_subquery())
+
+
 def refusals(conn: Connection, mailing_list: MailingList, addresses: Iterable[Address]) -> dict[str, Refusal]:
-    """THE guard: of these addresses, the ones nobody but their owner may put on the list, by key.
+    """Of these addresses, the ones nobody but their owner may put on the list, by key, and why.
 
     Suppressed (anywhere: a bounce, a complaint, a forget, another tool's bounce) or
     unsubscribed from this list (a list removed and made again keeps who left it).
-    Two reads however many addresses: an import asks it for a batch at a time.
+    One read however many addresses.
     """
     wanted = {a.key: a for a in addresses}
-    out: dict[str, Refusal] = {}
-    if wanted and any_suppressed(conn):  # an empty suppression list needs no look-up, nor hashes
-        reasons = suppression_reasons(conn, [a.hash for a in wanted.values()])
-        for key, address in wanted.items():
-            if address.hash in reasons:
-                out[key] = Refusal("suppressed", SUPPRESSED_HERE, f"{address.email} is suppressed "
-                                   f"({reasons[address.hash]}) and will not be subscribed")
-    rest = [key for key in wanted if key not in out]
-    if rest:
-        left = conn.execute(
-            select(subscribers.c.email_key, memberships.c.unsubscribed_at)
-            .select_from(subscribers.join(memberships, memberships.c.subscriber_id == subscribers.c.id))
-            .where(memberships.c.list_id == mailing_list.id, memberships.c.status == "unsubscribed",
-                   in_values(conn, subscribers.c.email_key, rest)))
-        for key, when in left:
-            day = when.date().isoformat() if when else "earlier"
-            out[key] = Refusal("unsubscribed", LEFT_HERE, f"{wanted[key].email} unsubscribed from "
-                               f"{mailing_list.name!r} ({day}); only they can sign up again")
+    if not wanted:
+        return {}
+    asked = _pairs(conn, [(key, a.hash) for key, a in wanted.items()])
+    rule = guard(mailing_list.id, asked.c.key, asked.c.hash)
+    out = {}
+    for key, suppressed, left, left_at in conn.execute(select(asked.c.key, rule.suppressed, rule.left, rule.left_at)):
+        email = wanted[key].email
+        if suppressed is not None:
+            out[key] = Refusal("suppressed", SUPPRESSED_HERE,
+                               f"{email} is suppressed ({suppressed}) and will not be subscribed")
+        elif left:
+            day = as_utc(left_at).date().isoformat() if isinstance(left_at, dt.datetime) else "earlier"
+            out[key] = Refusal("unsubscribed", LEFT_HERE,
+                               f"{email} unsubscribed from {mailing_list.name!r} ({day}); only they can sign up again")
     return out
+
+
+def _pairs(conn: Connection, pairs: list[tuple[str, str]]) -> Any:
+    """(key, hash) rows from one bound parameter, however many: a JSON array on SQLite, arrays on PostgreSQL."""
+    if conn.dialect.name == "postgresql":
+        keys, hashes = (bindparam(None, list(c), type_=ARRAY(String)) for c in zip(*pairs, strict=True))
+        rows = func.unnest(keys, hashes).table_valued(column("key", String), column("hash", String)).render_derived()
+        return select(rows.c.key, rows.c.hash).subquery("asked")
+    each = func.json_each(bindparam(None, json.dumps(pairs))).table_valued("value")
+    return select(func.json_extract(each.c.value, "$[0]").label("key"),
+                  func.json_extract(each.c.value, "$[1]").label("hash")).subquery("asked")
 
 
 def ensure_may_join(conn: Connection, mailing_list: MailingList, address: Address) -> None:

@@ -40,10 +40,11 @@ def full_name(name: str, fields: Mapping[str, Any]) -> str:
     """
     if name:
         return name
-    first = str(fields.get("first_name") or "").strip()
-    if not first:
+    first = fields.get("first_name")
+    if not first or not (first := str(first).strip()):
         return ""
-    return " ".join(p for p in (first, str(fields.get("last_name") or "").strip()) if p)
+    last = fields.get("last_name")
+    return f"{first} {last}".rstrip() if last else first
 
 
 def upsert(conn: Connection, address: Address, name: str, fields: Mapping[str, Any]) -> tuple[int, str]:

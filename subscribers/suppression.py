@@ -1,9 +1,7 @@
 """The suppression list: addresses that must never be mailed again."""
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
-from typing import Any
 
 from sqlalchemy import Connection, select
 
@@ -28,33 +26,6 @@ def suppressed_hashes(conn: Connection, hashes: Iterable[str]) -> set[str]:
         return set()
     query = select(suppressions.c.email_hash).where(in_values(conn, suppressions.c.email_hash, wanted))
     return set(conn.execute(query).scalars())
-
-
-def suppression_reasons(conn: Connection, hashes: Iterable[str]) -> dict[str, str]:
-    """hash -> reason, for those of the hashes that are suppressed."""
-    wanted = list(hashes)
-    if not wanted:
-        return {}
-    query = select(suppressions.c.email_hash, suppressions.c.reason).where(
-        in_values(conn, suppressions.c.email_hash, wanted))
-    return {h: r for h, r in conn.execute(query)}
-
-
-def suppress_many(conn: Connection, entries: list[tuple[Address, str]], source: str) -> None:
-    """Add many addresses with their reasons (an import); ones already suppressed keep their first reason."""
-    if not entries:
-        return
-    now = utcnow()
-    rows = [{"email_hash": a.hash, "email": a.email, "reason": reason, "source": source, "created_at": now}
-            for a, reason in entries]
-    conn.execute(_insert_new(conn.dialect.name), rows)
-
-
-@functools.cache
-def _insert_new(dialect_name: str) -> Any:
-    from sqlalchemy.dialects import postgresql, sqlite
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
-    return dialect.insert(suppressions).on_conflict_do_nothing(index_elements=["email_hash"])
 
 
 def suppress(conn: Connection, address: Address, reason: str, source: str, *, keep_address: bool = True) -> bool:
