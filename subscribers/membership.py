@@ -55,7 +55,8 @@ def guard(list_id: int, key: Any, hash_: Any) -> Guard:
     # Their membership of the list, found by key then by (list, person): two index look-ups,
     # whatever the planner thinks of the list's size.
     person = subscribers.alias("left_person")
-    person_id = select(person.c.id).where(person.c.email_key == key).scalar_subquery()
+    # correlate_except: `key` belongs to the statement two levels up, which auto-correlation does not reach.
+    person_id = select(person.c.id).where(person.c.email_key == key).correlate_except(person).scalar_subquery()
     left = select(memberships.c.unsubscribed_at).where(
         memberships.c.list_id == list_id, memberships.c.subscriber_id == person_id,
         memberships.c.status == "unsubscribed")
