@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import shutil
 import uuid
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from matplotlib.text import Text
 from PIL import Image
 from sqlalchemy import column, select, table
@@ -26,7 +24,6 @@ import subscribers as subs
 from mailer.reports import report, timeline
 from mailer.schema import deliveries
 from newsletter.chart import OVER, TICK_STEPS, draw_chart, make_figure, tick_step, title_of
-from newsletter.cli import main
 from newsletter.errors import NewsletterError
 
 from .conftest import FIXTURES, ISSUES
@@ -37,33 +34,8 @@ HARD, ON_LIST, SOFT, COMPLAINS = PEOPLE[1], PEOPLE[2], PEOPLE[4], PEOPLE[6]
 _people = table("subscribers", column("id"), column("email"))
 
 
-@pytest.fixture(autouse=True)
-def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("NEWSLETTER_") and not name.startswith("NEWSLETTER_TEST_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture
-def cli(db_url: str, tmp_path: Path):
-    env = {"NEWSLETTER_DATABASE_URL": db_url, "NEWSLETTER_TRANSPORT": "file",
-           "NEWSLETTER_OUTBOX": str(tmp_path / "outbox"), "NEWSLETTER_FROM": "News <news@example.org>",
-           "NEWSLETTER_SECRET": "test-only-signing-key-of-test-chart-4Rw8", "NEWSLETTER_BASE_URL": "https://news.example.org"}
-
-    def invoke(*args: str) -> Any:
-        result = CliRunner().invoke(main, list(args), env=env)
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        return result
-    return invoke
-
-
-@pytest.fixture
-def db(db_url: str):
-    database = subs.open_database(db_url, extra_migrations=(mailer.MIGRATIONS,))
-    yield database
-    database.dispose()
+# The same command-line and database fixtures as the report's tests.
+from tests.test_report import clean_env, cli, db  # noqa: E402,F401
 
 
 def _notification(name: str, email: str, message_id: str, sent: dt.datetime, after: dt.timedelta,
