@@ -19,7 +19,7 @@ from subscribers import Database, as_utc
 from . import ledger
 from .errors import MailerError
 from .reports import report_row
-from .schema import send_runs, sends
+from .schema import sends
 
 # What each state means to a worker.
 WAITING = ("scheduled", "queued", "paused")  # paused only with reason "quota": a worker resumes it
@@ -139,14 +139,10 @@ def due(db: Database, now: dt.datetime) -> list[Due]:
             sends.c.state == "running")).order_by(sends.c.at, sends.c.id)).all()
         out = []
         for row in rows:
-            if row.state == "running" and _has_live_run(conn, row.id):
+            if row.state == "running" and ledger.live_runs(conn, row.id):
                 continue  # someone is on it (several workers on PostgreSQL join instead: see run_due)
             out.append(Due(row.id, row.issue, row.list_name, row.segment or None, row.issue_path, row.state))
         return out
-
-
-def _has_live_run(conn: Connection, send_id: int) -> bool:
-    return bool(ledger.live_runs(conn, send_id))
 
 
 def _expire(conn: Connection, now: dt.datetime) -> None:
@@ -175,8 +171,3 @@ def stopped(db: Database, send_id: int, reason: str) -> None:
     with db.begin() as conn:
         conn.execute(update(sends).where(sends.c.id == send_id, sends.c.state.in_(("running", "stopped")))
                      .values(state="stopped", reason=reason[:2000]))
-
-
-def runs_of(db: Database, send_id: int) -> int:
-    with db.begin(read_only=True) as conn:
-        return len(conn.execute(select(send_runs.c.id).where(send_runs.c.send_id == send_id)).all())

@@ -147,12 +147,6 @@ _MARK = (update(deliveries)
          .values(state="sending", attempts=deliveries.c.attempts + 1, updated_at=bindparam("d_now")))
 
 
-def mark_sending(db: Database, delivery_id: int, run_id: int) -> bool:
-    """Commit the row as `sending` before its transport call. False: the row is no longer ours to send."""
-    params = {"d_id": delivery_id, "d_run": run_id, "d_now": utcnow()}
-    return bool(patiently(db, lambda conn: conn.execute(_MARK, params).rowcount == 1))
-
-
 _SQLITE_WRITERS: dict[int, Any] = {}  # engine -> the lock its worker threads write under
 
 

@@ -54,7 +54,6 @@ MAX_ATTEMPTS = 5  # per message, for answers that prove it was not accepted (thr
 MAX_CONSECUTIVE_ERRORS = 20  # then something is wrong with the account, not the recipients
 WATCH = 1.0  # seconds between looks at the send's state (a pause takes effect within this and a call)
 
-ledger_counts = ledger.counts  # where reports and the CLI have always found it
 
 
 @dataclass

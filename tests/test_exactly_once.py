@@ -258,10 +258,14 @@ def test_a_late_outcome_does_not_unsettle_a_row_an_ses_event_settled(make_send) 
     send = make_send(2)
     run_id = ledger.begin_run(send.db, send.send_id)
     (row_id, _), _ = ledger.claim(send.db, send.send_id, run_id, 2)
-    assert ledger.mark_sending(send.db, row_id, run_id)
+    writer = ledger.Writer(send.db)  # what a sending thread writes through
+    assert writer.record_and_mark(None, row_id, run_id)
     with send.db.begin() as conn:  # SES's Delivery event arrives before the lost answer is recorded
         conn.execute(update(deliveries).where(deliveries.c.id == row_id).values(state="sent", message_id="ses-1"))
-    ledger.record(send.db, [ledger.Outcome(row_id, "sending", error="no answer from SES")])
+    late = ledger.Outcome(row_id, "sending", error="no answer from SES")
+    writer.record([late])
+    writer.close()
+    ledger.record(send.db, [late])  # and the run's own path
     with send.db.begin() as conn:
         state, message_id = conn.execute(select(deliveries.c.state, deliveries.c.message_id)
                                          .where(deliveries.c.id == row_id)).one()
