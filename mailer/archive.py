@@ -10,12 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import mimetypes
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import select
 
 from components import RenderedIssue, substitute
-from subscribers import Database, as_utc
+from subscribers import Database, as_utc, insert_new_only
 
 from .errors import ArchiveConflict
 from .schema import archive, archive_assets
@@ -58,7 +57,7 @@ def publish(db: Database, rendered: RenderedIssue, content: str | None = None, *
               for name, path in sorted(rendered.assets.items())]
     with db.begin() as conn:
         # Concurrent starts: the database decides who publishes; the others find it there.
-        won = conn.execute(_insert_once(conn.dialect.name), dict(
+        won = conn.execute(insert_new_only(conn.dialect.name, archive, "slug", returning="slug"), dict(
             slug=rendered.slug, subject=subject, preheader=rendered.preheader, web_html=rendered.web_html,
             published_at=dt.datetime.now(dt.UTC), content_hash=content)).first() is not None
         if won and assets:
@@ -67,12 +66,6 @@ def publish(db: Database, rendered: RenderedIssue, content: str | None = None, *
             conn.execute(archive.update().where(archive.c.slug == rendered.slug, archive.c.content_hash.is_(None))
                          .values(content_hash=content))
         return won
-
-
-def _insert_once(dialect_name: str) -> Any:
-    from sqlalchemy.dialects import postgresql, sqlite
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
-    return dialect.insert(archive).on_conflict_do_nothing(index_elements=["slug"]).returning(archive.c.slug)
 
 
 def archived_issues(db: Database) -> list[ArchivedIssue]:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, false, func, select, update
 
 from components import RenderedIssue
-from subscribers import Database, get_list
+from subscribers import Database, get_list, insert_new_only
 
 from .ledger import utcnow
 from .schema import deliveries, sends
@@ -79,7 +79,8 @@ def welcome_newcomer(db: Database, list_id: int, subscriber_id: int) -> bool:
             .where(sends.c.list_id == list_id, deliveries.c.subscriber_id == subscriber_id).limit(1)).first()
         if welcomed is not None:
             return False  # welcomed before (by this or an earlier welcome issue): never again
-        added = conn.execute(_insert_once(conn.dialect.name), dict(
+        # One ledger row per person and send, whoever races to add it (two confirmations at once).
+        added = conn.execute(insert_new_only(conn.dialect.name, deliveries, ("send_id", "subscriber_id")), dict(
             send_id=send_id, subscriber_id=subscriber_id, state="pending", attempts=0,
             updated_at=utcnow())).first() is not None
         if added:
@@ -92,10 +93,3 @@ def _pending(conn: Connection, send_id: int) -> bool:
     return bool(conn.execute(select(func.count()).where(
         deliveries.c.send_id == send_id, deliveries.c.state == "pending")).scalar())
 
-
-def _insert_once(dialect_name: str) -> Any:
-    """One ledger row per person and send, whoever races to add it (two confirmations at once)."""
-    from sqlalchemy.dialects import postgresql, sqlite
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
-    return (dialect.insert(deliveries).on_conflict_do_nothing(index_elements=["send_id", "subscriber_id"])
-            .returning(deliveries.c.id))

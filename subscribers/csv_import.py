@@ -70,7 +70,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .addresses import try_normalise
 from .csv_files import CsvSource, atomic_writer, check_structure, inspect_file, restore, rows, safe_row
-from .db import Database, _wrapped, run_in_transaction
+from .db import Database, _wrapped, insert_new_only, run_in_transaction
 from .errors import ImportFailed, ImportIncomplete, SubscribersError
 from .formats import SKIPPED, SUBSCRIBED, SUPPRESSED, UNSUBSCRIBED, Header, Options, Reader, Reject, Row, choose
 from .lists import get_list
@@ -519,7 +519,7 @@ class _Stage:
         t, conn = self.t, self.conn
         removed = t.c.status == SUPPRESSED
         if self._has(NEW, JOIN, LEAVE, LEFT_AND_REMOVED, status=SUPPRESSED):
-            conn.execute(self._insert_new_only(suppressions, "email_hash").from_select(
+            conn.execute(insert_new_only(conn.dialect.name, suppressions, "email_hash", returning=None).from_select(
                 ["email_hash", "email", "reason", "source", "created_at"],
                 select(t.c.hash, t.c.email, t.c.reason, literal("import"), _NOW)
                 .where(removed, t.c.outcome.in_((NEW, JOIN, LEAVE, LEFT_AND_REMOVED)))))
@@ -583,11 +583,6 @@ class _Stage:
         if self.postgres:
             return cast(subscribers.c.fields, JSONB) != cast(self._merged(), JSONB)
         return func.json(subscribers.c.fields) != self._merged()
-
-    def _insert_new_only(self, table: Any, key: str) -> Any:
-        from sqlalchemy.dialects import postgresql, sqlite
-        dialect = postgresql if self.postgres else sqlite
-        return dialect.insert(table).on_conflict_do_nothing(index_elements=[key])
 
 
 def _values(n: int, r: _Record, fields: str | None, time: Callable[[dt.datetime | None], Any]) -> tuple[Any, ...]:

@@ -366,12 +366,16 @@ def in_values(conn: Connection, column: Any, values: list[Any]) -> Any:
 
 
 @functools.cache
-def insert_new_only(dialect_name: str, table: Any, key: str) -> Any:
+def insert_new_only(dialect_name: str, table: Any, key: str | tuple[str, ...], returning: str | None = "id") -> Any:
     """INSERT … ON CONFLICT (key) DO NOTHING RETURNING id: a row comes back only if it is new.
 
+    `key`: a unique column, or the columns of a unique constraint. `returning`: the column that
+    comes back (None: nothing, e.g. for INSERT … SELECT of many rows).
     RETURNING, not rowcount: for a skipped row, rowcount is not 0 on every driver.
     Cached per table: the parameters go apart, so SQLAlchemy compiles it once.
     """
     from sqlalchemy.dialects import postgresql, sqlite
     dialect = postgresql if dialect_name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing(index_elements=[key]).returning(table.c.id)
+    columns = [key] if isinstance(key, str) else list(key)
+    statement = dialect.insert(table).on_conflict_do_nothing(index_elements=columns)
+    return statement.returning(table.c[returning]) if returning else statement
