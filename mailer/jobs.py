@@ -48,6 +48,13 @@ class Due:
     state: str
 
 
+def send_id_of(conn: Connection, issue: str, list_name: str, segment: str = "") -> int | None:
+    """The send of (issue, list, segment) if there is one: the three are unique together."""
+    found = conn.execute(select(sends.c.id).where(
+        sends.c.issue == issue, sends.c.list_name == list_name, sends.c.segment == segment)).scalar()
+    return int(found) if found is not None else None
+
+
 def find_send(db: Database, ref: str) -> int:
     """A send's id from its id, or SLUG/LIST or SLUG/LIST/SEGMENT (the latest such send)."""
     ref = ref.strip()
@@ -59,10 +66,7 @@ def find_send(db: Database, ref: str) -> int:
             if len(parts) not in (2, 3) or not all(parts):
                 raise SendNotFound(f"{ref!r} is not a send: give its id (see `newsletter sends ls`), "
                                    "or SLUG/LIST, or SLUG/LIST/SEGMENT")
-            segment = parts[2] if len(parts) == 3 else ""
-            found = conn.execute(select(sends.c.id).where(
-                sends.c.issue == parts[0], sends.c.list_name == parts[1], sends.c.segment == segment)
-                .order_by(sends.c.id.desc()).limit(1)).scalar()
+            found = send_id_of(conn, parts[0], parts[1], parts[2] if len(parts) == 3 else "")
     if found is None:
         raise SendNotFound(f"no send {ref!r} (see `newsletter sends ls`)")
     return int(found)

@@ -121,9 +121,7 @@ def plan_send(db: Database, issue: str, list_name: str, segment: Segmented | Non
     """What a send of the issue to the list (or a segment of it) would do; nothing is written."""
     with db.begin(read_only=True) as conn:
         mailing_list = get_list(conn, list_name)
-        send_id = conn.execute(select(sends.c.id).where(
-            sends.c.issue == issue, sends.c.list_name == list_name,
-            sends.c.segment == (segment.name if segment else ""))).scalar()
+        send_id = jobs.send_id_of(conn, issue, list_name, segment.name if segment else "")
         statuses = status_counts(conn, mailing_list.id)
         suppressed = suppressed_among_subscribed(conn, mailing_list.id)
         members = (int(conn.execute(select(func.count()).select_from(
@@ -146,17 +144,12 @@ def start_send(db: Database, plan: Plan, subject: str, content: str | None = Non
         try:
             send_id = _create_send(db, plan, subject, content, frozen)
         except IntegrityError:  # another process created it between our look and our insert: join it
-            send_id = _find_send(db, plan)
+            with db.begin(read_only=True) as conn:
+                send_id = jobs.send_id_of(conn, plan.issue, plan.list_name, plan.segment_name)
+            assert send_id is not None  # the unique key that turned our insert away names it
     if content is not None:
         _bind(db, send_id, plan, content, force)
     return send_id
-
-
-def _find_send(db: Database, plan: Plan) -> int:
-    with db.begin(read_only=True) as conn:
-        return int(conn.execute(select(sends.c.id).where(
-            sends.c.issue == plan.issue, sends.c.list_name == plan.list_name,
-            sends.c.segment == plan.segment_name)).scalar_one())
 
 
 def _bind(db: Database, send_id: int, plan: Plan, content: str, force: bool) -> None:
@@ -176,11 +169,9 @@ def _bind(db: Database, send_id: int, plan: Plan, content: str, force: bool) -> 
 
 def _create_send(db: Database, plan: Plan, subject: str, content: str | None, frozen: bool) -> int:
     with db.begin() as conn:
-        existing = conn.execute(select(sends.c.id).where(
-            sends.c.issue == plan.issue, sends.c.list_name == plan.list_name,
-            sends.c.segment == plan.segment_name)).scalar()
+        existing = jobs.send_id_of(conn, plan.issue, plan.list_name, plan.segment_name)
         if existing is not None:  # another process started it meanwhile
-            return int(existing)
+            return existing
         send_id = int(conn.execute(sends.insert().values(
             issue=plan.issue, list_id=plan.list_id, list_name=plan.list_name, subject=subject,
             segment=plan.segment_name, state="running" if frozen else "scheduled", frozen=False,

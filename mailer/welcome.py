@@ -15,6 +15,7 @@ from sqlalchemy import Connection, and_, false, func, select, update
 from components import RenderedIssue
 from subscribers import Database, get_list, insert_new_only
 
+from .jobs import send_id_of
 from .ledger import utcnow
 from .schema import deliveries, sends
 from .sending import content_hash
@@ -39,8 +40,7 @@ def set_welcome(db: Database, list_name: str, rendered: RenderedIssue, issue_pat
         conn.execute(update(sends).where(sends.c.list_id == mailing_list.id, sends.c.segment == WELCOME,
                                          sends.c.issue != rendered.slug, sends.c.state.in_(OPEN))
                      .values(state="cancelled", reason="another welcome issue replaced it"))
-        found = conn.execute(select(sends.c.id).where(
-            sends.c.issue == rendered.slug, sends.c.list_name == list_name, sends.c.segment == WELCOME)).scalar()
+        found = send_id_of(conn, rendered.slug, list_name, WELCOME)
         values = {"content_hash": content_hash(rendered), "issue_path": issue_path, "subject": rendered.subject}
         if found is not None:  # the same issue again (edited, or after --no-welcome): it takes new people again
             state = "queued" if _pending(conn, found) else "finished"
