@@ -72,11 +72,20 @@ def find_send(db: Database, ref: str) -> int:
     return int(found)
 
 
-def list_sends(db: Database) -> list[dict[str, Any]]:
-    """Every send, newest first: the report's object (design §4) plus `at`."""
+def list_sends(db: Database, send_id: int | None = None) -> list[dict[str, Any]]:
+    """Every send (or the one), newest first: the report's object (design §4) plus `at`, and the
+    `reason` people read beside its state (not part of the JSON: see `shown_as_json`)."""
+    query = select(sends).order_by(sends.c.id.desc())
+    if send_id is not None:
+        query = query.where(sends.c.id == send_id)
     with db.begin(read_only=True) as conn:
-        rows = conn.execute(select(sends).order_by(sends.c.id.desc())).all()
-        return [{**report_row(conn, send), "at": iso(send.at), "reason": send.reason} for send in rows]
+        return [{**report_row(conn, send), "at": iso(send.at), "reason": send.reason}
+                for send in conn.execute(query).all()]
+
+
+def shown_as_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A send as `sends ls --json` and the API print it (design §12)."""
+    return {k: v for k, v in row.items() if k != "reason"}
 
 
 def schedule(conn: Connection, send_id: int, at: dt.datetime, expires_at: dt.datetime | None,

@@ -20,10 +20,10 @@ def sends() -> None:
 @edge
 def ls(obj: Obj, as_json: bool) -> None:
     """Every send, newest first: state, time and counts."""
-    from mailer.jobs import list_sends
+    from mailer.jobs import list_sends, shown_as_json
     rows = list_sends(obj.db)
     if as_json:
-        click.echo(json.dumps([{k: v for k, v in row.items() if k != "reason"} for row in rows], indent=2))
+        click.echo(json.dumps([shown_as_json(row) for row in rows], indent=2))
         return
     if not rows:
         click.echo("No sends yet.")

@@ -170,10 +170,9 @@ async def remove_from_list(request: Request, token: Any) -> Response:
     return JSONResponse({"email": email.strip(), "list": name, "unsubscribed": outcome == "unsubscribed"})
 
 
-def _sends(request: Request) -> list[dict[str, Any]]:
-    from mailer.jobs import list_sends
-    # As `sends ls --json`: the report object of §4 with `at`; `reason` is the console's.
-    return [{k: v for k, v in row.items() if k != "reason"} for row in list_sends(_db(request))]
+def _sends(request: Request, send_id: int | None = None) -> list[dict[str, Any]]:
+    from mailer.jobs import list_sends, shown_as_json
+    return [shown_as_json(row) for row in list_sends(_db(request), send_id)]  # as `sends ls --json`
 
 
 @needs("viewer")
@@ -185,9 +184,8 @@ async def sends_index(request: Request, token: Any) -> Response:
 async def send_detail(request: Request, token: Any) -> Response:
     from mailer.jobs import SendNotFound
     send_id = request.path_params["id"]
-    for found in await run_in_threadpool(_sends, request):
-        if found["id"] == send_id:
-            return JSONResponse(found)
+    for found in await run_in_threadpool(_sends, request, send_id):  # that send only, not every report
+        return JSONResponse(found)
     raise SendNotFound(f"no send {send_id}")
 
 
