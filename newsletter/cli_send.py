@@ -123,17 +123,13 @@ def _print_sample(template: Any) -> None:
 
 def _run(obj: Obj, rendered: Any, plan: Any, issue: Path, rate: float | None, workers: int, retry_unknown: bool,
          force: bool) -> None:
-    from mailer import Delivery, send_issue
-    from subscribers import Tokens
+    from mailer import send_issue
 
     from .progress import send_progress
-    from .sending import envelope, pace, transport
-    settings = obj.settings
-    sender = transport(settings)
-    per_second, quota_left = pace(settings, rate, sender)
-    how = Delivery(sender, envelope(settings, plan.list_name), Tokens(settings.secret), settings.base_url,
-                   per_second, workers, quota_left, retry_unknown, force)
-    click.echo(f"Sending at up to {per_second:g} messages/s with {workers} workers through {sender.name}.")
+    from .sending import delivery
+    how = delivery(obj.settings, plan.list_name, rate=rate, workers=workers, retry_unknown=retry_unknown,
+                   force=force)
+    click.echo(f"Sending at up to {how.rate:g} messages/s with {workers} workers through {how.transport.name}.")
     with send_progress() as progress:
         result = send_issue(obj.db, plan, rendered, how, on_progress=progress, issue_path=str(issue.resolve()))
     click.echo(f"Done: {result.sent} sent, {result.failed} failed, {result.skipped} skipped, "

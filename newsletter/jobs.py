@@ -59,23 +59,18 @@ def _span(seconds: float) -> str:
 
 def prepare(settings: Settings, due: Any) -> Any:
     """Build a due send's issue from its file and say how to deliver it, as `send` would."""
-    from mailer import Delivery
+    from mailer.welcome import WELCOME
     from mailer.worker import Prepared
-    from subscribers import Tokens
 
-    from .sending import checked_base_url, checked_render, envelope, pace, require, transport
+    from .sending import checked_base_url, checked_render, delivery, require
     if not due.issue_path:
         raise NewsletterError(f"send {due.id} has no issue file recorded: run `newsletter send FILE --list "
                               f"{due.list_name}` to resume it")
     require(settings, "from_address", "secret")
     checked_base_url(settings, False)
     rendered = checked_render(Path(due.issue_path), settings, False)
-    sender = transport(settings)
-    rate, quota_left = pace(settings, None, sender)
-    how = Delivery(sender, envelope(settings, due.list_name), Tokens(settings.secret or ""), settings.base_url,
-                   rate, 4, quota_left)
-    from mailer.welcome import WELCOME
-    return Prepared(rendered, how, load_segment(due.segment) if due.segment and due.segment != WELCOME else None)
+    segment = load_segment(due.segment) if due.segment and due.segment != WELCOME else None
+    return Prepared(rendered, delivery(settings, due.list_name), segment)
 
 
 def load_segment(name: str) -> Any:

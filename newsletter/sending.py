@@ -44,6 +44,17 @@ def transport(settings: Settings) -> Any:
                           configuration_set=settings.ses_configuration_set)
 
 
+def delivery(settings: Settings, list_name: str, *, rate: float | None = None, workers: int = 4,
+             retry_unknown: bool = False, force: bool = False) -> Any:
+    """How a send to `list_name` goes out, as configured: `send` and the worker alike."""
+    from mailer import Delivery
+    from subscribers import Tokens
+    sender = transport(settings)
+    per_second, quota_left = pace(settings, rate, sender)
+    return Delivery(sender, envelope(settings, list_name), Tokens(settings.secret or ""), settings.base_url,
+                    per_second, workers, quota_left, retry_unknown, force)
+
+
 def pace(settings: Settings, chosen: float | None, sender: Any) -> tuple[float, float | None]:
     """Messages per second and what is left of the 24-hour quota (None: no limit known)."""
     if sender.name != "ses":
