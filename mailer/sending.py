@@ -560,7 +560,7 @@ def send_issue(db: Database, plan: Plan, rendered: RenderedIssue, how: Delivery,
 
 
 def _begin(db: Database, send_id: int, plan: Plan, issue_path: str | None) -> None:
-    """The send is running from now; a scheduled one gets its recipients now."""
+    """Refuse a send that may not go on; a scheduled one gets its recipients now (run_send marks it running)."""
     with db.begin() as conn:
         state, reason = conn.execute(select(sends.c.state, sends.c.reason).where(sends.c.id == send_id)).one()
         if state in jobs.ENDED and state != "finished":
@@ -568,8 +568,6 @@ def _begin(db: Database, send_id: int, plan: Plan, issue_path: str | None) -> No
         if state == "paused" and reason != jobs.QUOTA:
             raise jobs.SendStateError(f"send {send_id} ({plan.issue}/{plan.list_name}) is paused; "
                                       f"`newsletter sends resume {send_id}` lets it go on")
-        if state != "finished":
-            conn.execute(update(sends).where(sends.c.id == send_id).values(state="running", reason=None))
         if issue_path:  # a worker resuming it later (after a quota pause) builds it from here
             conn.execute(update(sends).where(sends.c.id == send_id).values(issue_path=issue_path))
         freeze(conn, send_id, plan.list_id, plan.segment)
