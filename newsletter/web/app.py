@@ -8,67 +8,24 @@ PostgreSQL database behind a load balancer.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
-from .clients import client_address, networks
-from .pages import SECURITY_HEADERS, Link, Pages
-from .signups import SignUps, sign_up_and_confirm
+from .http import service_of
+from .pages import SECURITY_HEADERS, Link
+from .service import Service
 
 log = logging.getLogger("newsletter.web")
-
-MAX_FORM = 16 * 1024  # a sign-up form is a few hundred bytes
-MAX_SNS = 256 * 1024  # SNS messages are at most 256 KB
-
-
-class Service:
-    """What every handler needs, made once per process."""
-
-    def __init__(self, settings: Settings, db: Any, fetch: Callable[[str], bytes] | None, transport: Any):
-        import mailer
-        from components import load_theme
-        from subscribers import Tokens
-
-        from ..build import footer_for
-        from ..events import policy_of
-        self.settings, self.db = settings, db
-        self.tokens = Tokens(settings.secret or "")
-        self.verifier = mailer.SnsVerifier(settings.sns_topic_arns, fetch)
-        self.policy = policy_of(settings)
-        self.footer = footer_for(settings.theme, settings)
-        self.pages = Pages(load_theme(settings.theme), self.footer.organisation, self.footer.postal_address)
-        self._transport = transport
-        self.trusted_proxies = networks(settings.trusted_proxies)
-        self.signups = SignUps(lambda request: sign_up_and_confirm(self, request))
-
-    def client_ip(self, request: Request) -> str:
-        """The client's address: the socket peer, or what a trusted proxy says (clients.py)."""
-        return client_address(request.client.host if request.client else "", request.headers, self.trusted_proxies)
-
-    def client_key(self, ip: str) -> str:
-        """What the rate limit stores for a client: a keyed hash, not the IP (there are few IPv4
-        addresses; an unkeyed hash of one is reversed by trying them all)."""
-        return hmac.new((self.settings.secret or "").encode(), f"client:{ip}".encode(), hashlib.sha256).hexdigest()
-
-    def transport(self) -> Any:
-        """Made on first use: a sign-up confirmation is the only thing this service sends."""
-        if self._transport is None:
-            from ..sending import transport
-            self._transport = transport(self.settings)
-        return self._transport
 
 
 def create_app(settings: Settings, *, db: Any = None, fetch: Callable[[str], bytes] | None = None,
@@ -81,7 +38,7 @@ def create_app(settings: Settings, *, db: Any = None, fetch: Callable[[str], byt
     from ..errors import ConfigError
     from ..sending import require
     from .api import api
-    from .routes import ROUTES
+    from .public import ROUTES
     require(settings, "secret", purpose="serve")  # it signs and checks every link
     problem = secret_problem(settings.secret)
     if problem:
@@ -146,34 +103,6 @@ def app_from_environment() -> Starlette:
     return create_app(load_settings())
 
 
-def service_of(request: Request) -> Service:
-    return request.app.state.service  # type: ignore[no-any-return]
-
-
-async def body_of(request: Request, limit: int) -> bytes | None:
-    """The request body, or None when it is larger than `limit` (read no further than that)."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def form_of(body: bytes) -> dict[str, str] | None:
-    """A urlencoded form, first value per field (undecodable bytes replaced); None when it has too many fields."""
-    try:
-        parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=20)
-    except ValueError:
-        return None
-    return {key: values[0] for key, values in parsed.items()}
-
-
-async def call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    return await run_in_threadpool(func, *args, **kwargs)
-
-
 async def _not_found(request: Request, exc: Exception) -> Response:
     return service_of(request).pages.message("Page not found", "There is nothing at this address.", status=404,
                                              link=Link("/archive/", "See the newsletter archive"))
@@ -203,9 +132,3 @@ async def _server_error(request: Request, exc: Exception) -> Response:
             "Something went wrong", "We could not finish this. Please try again in a few minutes.", status=500)
     except Exception:  # noqa: BLE001 - the error page itself must not fail
         return PlainTextResponse("internal server error", status_code=500)
-
-
-def redirect(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=308, headers=SECURITY_HEADERS)
-
-

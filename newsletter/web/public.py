@@ -1,4 +1,4 @@
-"""The routes of design §7, one handler each."""
+"""The public site of design §7 (unsubscribe, sign-up, archive, SNS webhook), one handler each."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,7 +6,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from .app import MAX_FORM, MAX_SNS, body_of, call, form_of, redirect, service_of
+from .http import MAX_FORM, MAX_SNS, body_of, call, form_of, redirect, service_of
 from .pages import SECURITY_HEADERS, Link, mask
 
 
