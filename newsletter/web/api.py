@@ -20,27 +20,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
+from .http import BadRequest, status_of
+
 MAX_BODY = 64 * 1024  # one subscriber with its fields
 Handler = Callable[[Request, Any], Awaitable[Response]]
 
 
-class BadRequest(Exception):
-    """A request body the API cannot use (400)."""
-
-
 def error(status: int, message: str, **headers: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers or None)
-
-
-def _status_of(exc: Exception) -> int | None:
-    """The HTTP status of a domain error; None for one that is not the client's (a bug: 500)."""
-    from mailer.jobs import SendNotFound
-    from subscribers import DatabaseError, InvalidAddress, ListExists, ListNotFound, NotAllowed, SubscriberNotFound
-    for kinds, status in (((ListNotFound, SubscriberNotFound, SendNotFound), 404), ((NotAllowed, ListExists), 409),
-                          ((InvalidAddress, BadRequest), 400), ((DatabaseError,), 503)):
-        if isinstance(exc, kinds):
-            return status
-    return None
 
 
 def _db(request: Request) -> Any:
@@ -71,7 +58,7 @@ def needs(role: str) -> Callable[[Handler], Callable[[Request], Awaitable[Respon
                     return error(403, f"this token's role ({token.role}) may not do this; it needs {role} or above")
                 return await handler(request, token)
             except Exception as exc:  # noqa: BLE001 - mapped below; anything else is re-raised
-                status = _status_of(exc)
+                status = status_of(exc)
                 if status is None:
                     raise
                 return error(status, str(exc) if status != 503 else "the database is unavailable; try again")
@@ -86,7 +73,7 @@ async def _audited(request: Request, token: Any, action: str, detail: str, work:
     try:
         result = await run_in_threadpool(work)
     except Exception as exc:
-        if _status_of(exc) in (400, 404, 409):
+        if status_of(exc) in (400, 404, 409):
             await run_in_threadpool(audit, _db(request), actor, action, f"{detail}: refused: {exc}")
         raise
     await run_in_threadpool(audit, _db(request), actor, action, f"{detail}: {result}")

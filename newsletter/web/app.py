@@ -38,6 +38,7 @@ def create_app(settings: Settings, *, db: Any = None, fetch: Callable[[str], byt
     from ..errors import ConfigError
     from ..sending import require
     from .api import api
+    from .console import console
     from .public import ROUTES
     require(settings, "secret", purpose="serve")  # it signs and checks every link
     problem = secret_problem(settings.secret)
@@ -45,7 +46,8 @@ def create_app(settings: Settings, *, db: Any = None, fetch: Callable[[str], byt
         raise ConfigError(problem)
     db = db or open_database(settings.database_url, extra_migrations=(mailer.MIGRATIONS,))
     from subscribers import DatabaseError
-    app = App(routes=[*(Route(path, endpoint, methods=methods) for path, endpoint, methods in ROUTES), api()],
+    app = App(routes=[*(Route(path, endpoint, methods=methods) for path, endpoint, methods in ROUTES), api(),
+                      *console()],
               exception_handlers={404: _not_found, 405: _not_allowed, DatabaseError: _unavailable,
                                   ClientDisconnect: _client_gone, 500: _server_error},
               lifespan=_lifespan)

@@ -16,6 +16,34 @@ MAX_FORM = 16 * 1024  # a sign-up form is a few hundred bytes
 MAX_SNS = 256 * 1024  # SNS messages are at most 256 KB
 
 
+class BadRequest(Exception):
+    """A request the handler cannot use (400)."""
+
+
+def status_of(exc: Exception) -> int | None:
+    """The HTTP status of a domain error; None for one that is not the client's (a bug: 500)."""
+    from components.errors import ComponentError
+    from mailer.errors import MailerError
+    from mailer.jobs import SendNotFound
+    from subscribers import (
+        DatabaseError,
+        InvalidAddress,
+        ListExists,
+        ListNotFound,
+        NotAllowed,
+        SubscriberNotFound,
+        SubscribersError,
+    )
+
+    from ..errors import NewsletterError
+    for kinds, status in (((ListNotFound, SubscriberNotFound, SendNotFound), 404), ((NotAllowed, ListExists), 409),
+                          ((InvalidAddress, BadRequest), 400), ((DatabaseError,), 503),
+                          ((SubscribersError, MailerError, ComponentError, NewsletterError), 400)):
+        if isinstance(exc, kinds):
+            return status
+    return None
+
+
 def service_of(request: Request) -> Service:
     return request.app.state.service  # type: ignore[no-any-return]
 

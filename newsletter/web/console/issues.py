@@ -1,0 +1,6 @@
+"""Console page: issues (being built)."""
+from __future__ import annotations
+
+from starlette.routing import Route
+
+ROUTES: list[Route] = []
