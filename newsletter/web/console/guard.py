@@ -77,9 +77,11 @@ async def csrf_ok(request: Request, me: Me) -> bool:
 
 def same_origin(request: Request) -> bool:
     """A browser's POST names its page's origin; one from another site is refused before anything else.
-    (No Origin header, as from curl or an old browser, leaves the CSRF token to decide.)"""
+
+    No Origin header (curl, an old browser) or `null` (what browsers send under the console's
+    Referrer-Policy: no-referrer) leaves the CSRF token to decide."""
     origin = request.headers.get("origin")
-    if origin is None:
+    if origin is None or origin == "null":
         return True
     host = request.headers.get("host", "")
     return origin in (f"http://{host}", f"https://{host}", service_of(request).settings.base_url.rstrip("/"))
