@@ -1,12 +1,16 @@
 """Signing in to the console, sessions, CSRF and roles (design §13), over real HTTP on both databases."""
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+from urllib.parse import urlencode
+
 import pytest
 
 import subscribers as subs
 
 from .console_support import PASSWORD, log_in, sign_in
-from .test_web import Site, keys, lite, migrated, server, site, web
+from .test_web import FORM, Answer, Site, _plug, keys, lite, migrated, server, site, web
 
 __all__ = ["keys", "lite", "migrated", "server", "site", "web"]  # fixtures, used by name
 
@@ -44,3 +48,93 @@ def test_a_post_without_the_sessions_csrf_token_is_403_and_signs_nobody_out(lite
     me = sign_in(lite, "viewer")
     assert me.post("/admin/logout", csrf=csrf).status == 403
     assert me.get("/admin/").status == 200
+
+
+def test_console_pages_carry_a_strict_policy(lite: Site) -> None:
+    me = sign_in(lite, "viewer")
+    for answer in (lite.http.get("/admin/login"), me.get("/admin/")):
+        policy = answer.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "'unsafe-inline'" not in policy
+        assert "frame-ancestors 'none'" in policy
+        assert answer.headers["referrer-policy"] == "no-referrer"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["cache-control"] == "no-store"
+        assert "<script>" not in answer.text and " style=" not in answer.text  # nothing inline
+
+
+def _cookie_header(answer: Answer) -> str:
+    return next(h for h in answer.headers.get_all("set-cookie") or [] if h.startswith("newsletter_session="))
+
+
+def test_the_session_cookie_is_httponly_lax_and_secure_only_over_https(lite: Site, server: Any, web: Any) -> None:
+    subs.add_user(lite.db, "a@example.org", "viewer", PASSWORD)
+    plain = _cookie_header(log_in(lite, "a@example.org")).lower()
+    assert "httponly" in plain and "samesite=lax" in plain and "secure" not in plain
+    secure = _plug(*server, lite.db, lite.settings.database_url, web, base_url="https://news.example.org")
+    cookie = _cookie_header(log_in(secure, "a@example.org")).lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie and "; secure" in cookie
+
+
+def test_ten_failures_lock_the_account_with_429_even_for_the_right_password(lite: Site) -> None:
+    subs.add_user(lite.db, "a@example.org", "admin", PASSWORD)
+    for _ in range(10):
+        assert log_in(lite, "a@example.org", "wrong-password-123").status == 400
+    locked = log_in(lite, "a@example.org")
+    assert locked.status == 429 and int(locked.headers["retry-after"]) > 0
+    assert "try again" in locked.text
+    assert not [h for h in locked.headers.get_all("set-cookie") or [] if h.startswith("newsletter_session=")]
+
+
+def test_removing_a_user_or_their_password_ends_their_sessions(site: Site) -> None:
+    gone, reset = sign_in(site, "editor"), sign_in(site, "editor")
+    subs.remove_user(site.db, gone.email)
+    subs.set_password(site.db, reset.email, "another-password-42")
+    assert gone.get("/admin/").status == 303
+    assert reset.get("/admin/").status == 303
+    assert log_in(site, reset.email, "another-password-42").status == 303
+
+
+def test_an_idle_session_ends(lite: Site) -> None:
+    from sqlalchemy import update
+
+    from subscribers.accounts import user_sessions
+    me = sign_in(lite, "viewer")
+    hours = lite.settings.session_hours
+    with lite.db.begin() as conn:
+        conn.execute(update(user_sessions).values(
+            last_seen_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours, minutes=1)))
+    assert me.get("/admin/").status == 303
+
+
+@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\evil.example", "/archive/"])
+def test_after_signing_in_only_a_console_page_is_a_destination(lite: Site, target: str) -> None:
+    subs.add_user(lite.db, "a@example.org", "viewer", PASSWORD)
+    body = urlencode({"email": "a@example.org", "password": PASSWORD, "next": target}).encode()
+    answer = lite.http.request("POST", "/admin/login", body, FORM)
+    assert answer.status == 303 and answer.headers["location"] == "/admin/"
+
+
+def test_a_post_from_another_site_is_refused_even_with_the_token(lite: Site) -> None:
+    me = sign_in(lite, "viewer")
+    body = urlencode({"csrf": me.csrf}).encode()
+    answer = lite.http.request("POST", "/admin/logout", body, {
+        **FORM, "Cookie": f"newsletter_session={me.cookie}", "Origin": "https://evil.example"})
+    assert answer.status == 403
+    assert me.get("/admin/").status == 200
+
+
+def test_a_role_sees_only_the_navigation_it_may_use(lite: Site) -> None:
+    links = {role: sign_in(lite, role).get("/admin/").text for role in subs.ROLES}
+    for role, page in links.items():
+        assert ('href="/admin/users"' in page) == (role == "admin")
+        assert ('href="/admin/audit"' in page) == (role == "admin")
+        assert ('href="/admin/import"' in page) == (role != "viewer")
+        for text in ("Dashboard", "Lists", "Subscribers", "Issues", "Sends", "Suppressions", "Sign out"):
+            assert f">{text}<" in page
+
+
+def test_sign_in_and_out_are_in_the_audit_log(lite: Site) -> None:
+    me = sign_in(lite, "viewer")
+    me.post("/admin/logout")
+    actions = [(e.actor, e.action) for e in subs.audit_entries(lite.db)]
+    assert (f"user:{me.email}", "login") in actions and (f"user:{me.email}", "logout") in actions
