@@ -8,68 +8,23 @@ domain errors into exit status 1 with one clear message. Heavy imports
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
 import json
 import sys
 import threading
 import types
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _domain_errors() -> tuple[type[BaseException], ...]:
-    # Imported here, not at the top: `newsletter --help` must not pay for them.
-    from components.errors import ComponentError
-    from mailer.errors import MailerError
-    from subscribers.errors import SubscribersError
-
-    from .errors import NewsletterError
-    return (ComponentError, SubscribersError, MailerError, NewsletterError)
-
-
-def edge(func: F) -> F:
-    """Map every domain error to a ClickException (exit 1, message, no traceback)."""
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .config import hide_passwords
-        try:
-            return func(*args, **kwargs)
-        except _domain_errors() as exc:
-            raise click.ClickException(hide_passwords(str(exc))) from None
-        except OSError as exc:
-            raise click.ClickException(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from None
-    return wrapper  # type: ignore[return-value]
-
-
-class Obj:
-    """Per-invocation state: the config file, loaded into Settings once on first use."""
-
-    def __init__(self, config: Path | None):
-        self.config = config
-        self._settings: Any = None
-        self._db: Any = None
-
-    @property
-    def settings(self) -> Any:
-        if self._settings is None:
-            from .config import load_settings
-            self._settings = load_settings(self.config)
-        return self._settings
-
-    @property
-    def db(self) -> Any:
-        """The database, migrated on first use (design §8)."""
-        if self._db is None:
-            import mailer
-            from subscribers import open_database
-            self._db = open_database(self.settings.database_url, extra_migrations=(mailer.MIGRATIONS,))
-        return self._db
+from .cli_audience import db, lists, subscribers
+from .cli_base import Obj, edge
+from .cli_console import tokens, users
+from .cli_events import events
+from .cli_jobs import sends, set_list, worker
+from .cli_segments import segments
+from .cli_send import report, send, test_send
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -222,13 +177,6 @@ def _worker_thread(obj: Obj | None) -> Any:
         stop.set()  # the send in hand stops after its in-flight messages; the rest stay pending
         thread.join(30)
 
-
-from .cli_audience import db, lists, subscribers  # noqa: E402
-from .cli_console import tokens, users  # noqa: E402
-from .cli_events import events  # noqa: E402
-from .cli_jobs import sends, set_list, worker  # noqa: E402
-from .cli_segments import segments  # noqa: E402
-from .cli_send import report, send, test_send  # noqa: E402
 
 for command in (lists, subscribers, db, send, test_send, report, events, segments, sends, worker):
     main.add_command(command)

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from .cli import Obj, edge
+from .cli_base import Obj, edge
 
 ROLE = click.Choice(["viewer", "editor", "sender", "admin"])
 

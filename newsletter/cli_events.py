@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .cli import Obj, edge
+from .cli_base import Obj, edge
 
 
 @click.group()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .cli import Obj, edge
+from .cli_base import Obj, edge
 
 
 @click.group()

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .cli import Obj, edge
+from .cli_base import Obj, edge
 
 
 @click.command()
