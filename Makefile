@@ -21,6 +21,9 @@ DEMO_SECRET := make-demo-key-published-in-the-Makefile-8Kq2vX7pLr4T
 DEMO_ENV := NEWSLETTER_DATABASE_URL=sqlite:///demo.db NEWSLETTER_TRANSPORT=file NEWSLETTER_OUTBOX=outbox \
 	NEWSLETTER_FROM="LVRN News <news@lancsvrn.example>" NEWSLETTER_SECRET=$(DEMO_SECRET)
 
+DEMO_ADMIN := admin@lancsvrn.example
+DEMO_PASSWORD := demo-console-password-not-for-real-use
+
 demo: $(STAMP)
 	rm -rf demo.db demo.db-wal demo.db-shm outbox
 	$(BIN)/newsletter check $(ISSUE)
@@ -28,13 +31,17 @@ demo: $(STAMP)
 	$(DEMO_ENV) $(BIN)/newsletter lists create demo --title "LVRN News (demo)"
 	$(DEMO_ENV) $(BIN)/newsletter subscribers import examples/demo-subscribers.csv --list demo
 	$(DEMO_ENV) $(BIN)/newsletter send $(ISSUE) --list demo --yes
+	printf '%s\n' '$(DEMO_PASSWORD)' | $(DEMO_ENV) $(BIN)/newsletter users add $(DEMO_ADMIN) --role admin --password-stdin
 	@echo
 	@echo "The email (HTML):     dist/2020-12/email.html"
 	@echo "The plain-text part:  dist/2020-12/email.txt"
 	@echo "The web version:      dist/2020-12/index.html"
 	@echo "The messages sent:    outbox/2020-12_demo/*.eml (one per subscriber)"
-	@echo "Their links work with the web service running (unsubscribe, archive):"
-	@echo "  NEWSLETTER_DATABASE_URL=sqlite:///demo.db NEWSLETTER_SECRET=$(DEMO_SECRET) .venv/bin/newsletter serve"
+	@echo "Their links work with the web service running (unsubscribe, archive, and the console):"
+	@echo '  $(DEMO_ENV) .venv/bin/newsletter serve --with-worker'
+	@echo
+	@echo "Then open the console on the demo data: http://127.0.0.1:8025/admin/"
+	@echo "  sign in as $(DEMO_ADMIN) with the password $(DEMO_PASSWORD) (demo only: it is printed here)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
