@@ -95,19 +95,26 @@ def schedule(conn: Connection, send_id: int, at: dt.datetime, expires_at: dt.dat
         state="scheduled", at=at, expires_at=expires_at, issue_path=issue_path, reason=None))
 
 
+# The states each hand action takes a send from: `sends pause|resume|cancel` and the console's buttons.
+MOVES_FROM = {
+    "pause": ("scheduled", "queued", "running", "stopped"),
+    "resume": ("paused", "stopped"),
+    "cancel": ("scheduled", "queued", "running", "paused", "stopped"),
+}
+
+
 def pause(db: Database, send_id: int, reason: str = "paused by hand") -> str:
-    return _move(db, send_id, "paused", ("scheduled", "queued", "running", "stopped"), reason)
+    return _move(db, send_id, "paused", MOVES_FROM["pause"], reason)
 
 
 def resume(db: Database, send_id: int) -> str:
     """A paused or stopped send goes back to the workers (now)."""
-    return _move(db, send_id, "queued", ("paused", "stopped"), None, at=_now())
+    return _move(db, send_id, "queued", MOVES_FROM["resume"], None, at=_now())
 
 
 def cancel(db: Database, send_id: int) -> str:
     """For good: what was sent stays recorded; rows never sent stay `pending`."""
-    return _move(db, send_id, "cancelled", ("scheduled", "queued", "running", "paused", "stopped"),
-                 "cancelled by hand")
+    return _move(db, send_id, "cancelled", MOVES_FROM["cancel"], "cancelled by hand")
 
 
 def _move(db: Database, send_id: int, to: str, allowed: tuple[str, ...], reason: str | None,
@@ -184,3 +191,8 @@ def stopped(db: Database, send_id: int, reason: str) -> None:
     with db.begin() as conn:
         conn.execute(update(sends).where(sends.c.id == send_id, sends.c.state.in_(("running", "stopped")))
                      .values(state="stopped", reason=reason[:2000]))
+
+
+def actions_of(state: str) -> set[str]:
+    """The hand actions (pause, resume, cancel) a send in `state` may take: what the console offers."""
+    return {action for action, allowed in MOVES_FROM.items() if state in allowed}

@@ -127,8 +127,10 @@ class RecipientRow:
     list: str
 
 
-def recipients(db: Database, issue: str, state: str, *, chunk: int = 1000) -> Iterator[RecipientRow]:
-    """The people of the issue's sends in `state` (a key of STATES), by send then ledger order, streamed."""
+def recipients(db: Database, issue: str, state: str, *, chunk: int = 1000,
+               send_id: int | None = None) -> Iterator[RecipientRow]:
+    """The people of the issue's sends (or of its send `send_id` alone) in `state` (a key of STATES), by send
+    then ledger order, streamed."""
     if state not in STATES:
         raise MailerError(f"unknown state {state!r}: one of {', '.join(STATES)}")
     query = (select(_people.c.email, deliveries.c.error, deliveries.c.message_id, deliveries.c.updated_at,
@@ -137,6 +139,8 @@ def recipients(db: Database, issue: str, state: str, *, chunk: int = 1000) -> It
                           .outerjoin(_people, _people.c.id == deliveries.c.subscriber_id))
              .where(sends.c.issue == issue, deliveries.c.state == STATES[state])
              .order_by(sends.c.id, deliveries.c.id))
+    if send_id is not None:
+        query = query.where(sends.c.id == send_id)
     # A long read: writers go on (read_only), and rows come in chunks (a server-side
     # cursor on PostgreSQL), never all at once.
     with db.begin(read_only=True) as conn:
@@ -149,12 +153,12 @@ def _iso(value: dt.datetime | None) -> str:
     return as_utc(value).isoformat() if value is not None else ""
 
 
-def write_recipients_csv(db: Database, issue: str, state: str, out: IO[str]) -> int:
+def write_recipients_csv(db: Database, issue: str, state: str, out: IO[str], *, send_id: int | None = None) -> int:
     """`report SLUG --recipients STATE --csv`: design §4's header, then one row per person; returns the rows."""
     writer = csv.writer(out)
     writer.writerow(CSV_HEADER)
     count = 0
-    for person in recipients(db, issue, state):
+    for person in recipients(db, issue, state, send_id=send_id):
         writer.writerow([safe_cell(cell) for cell in
                          (person.email, person.state, person.reason, person.message_id, person.updated_at)])
         count += 1
@@ -166,11 +170,15 @@ def safe_cell(value: str) -> str:
     return f"'{value}" if value.startswith(_FORMULA_STARTS) else value
 
 
-def timeline(db: Database, issue: str) -> dict[str, dict[str, list[Any]]]:
-    """Per send ("issue -> list"): the times of messages sent and of each kind of event, in order."""
+def timeline(db: Database, issue: str, *, send_id: int | None = None) -> dict[str, dict[str, list[Any]]]:
+    """Per send ("issue -> list"; or its send `send_id` alone): the times of messages sent and of each kind
+    of event, in order."""
     out: dict[str, dict[str, list[Any]]] = {}
+    query = select(sends).where(sends.c.issue == issue).order_by(sends.c.id)
+    if send_id is not None:
+        query = query.where(sends.c.id == send_id)
     with db.begin(read_only=True) as conn:
-        for send in conn.execute(select(sends).where(sends.c.issue == issue).order_by(sends.c.id)):
+        for send in conn.execute(query):
             series: dict[str, list[Any]] = {"sent": list(conn.execute(
                 select(deliveries.c.sent_at).where(deliveries.c.send_id == send.id, deliveries.c.state == "sent")
                 .order_by(deliveries.c.sent_at)).scalars())}
