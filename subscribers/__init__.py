@@ -41,6 +41,11 @@ _EXPORTS = {
     "list_users": ".accounts", "login": ".accounts", "may": ".accounts", "remove_user": ".accounts",
     "revoke_token": ".accounts", "session_count": ".accounts", "session_of": ".accounts",
     "set_password": ".accounts", "set_role": ".accounts", "token_of": ".accounts",
+    "Lift": ".suppression_lifts", "Suppression": ".suppression_lifts", "SuppressionPage": ".suppression_lifts",
+    "get_suppression": ".suppression_lifts", "is_complaint": ".suppression_lifts",
+    "lift_suppression": ".suppression_lifts", "lift_suppression_by_id": ".suppression_lifts",
+    "suppression_lifts_of": ".suppression_lifts", "suppression_page": ".suppression_lifts",
+    "why_kept": ".suppression_lifts",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -124,4 +129,16 @@ if TYPE_CHECKING:
     from .privacy import forget, show
     from .signup import ListMember, SignUp, allow_attempt, confirm_subscription, leave, list_member, sign_up
     from .suppression import suppression_of
+    from .suppression_lifts import (
+        Lift,
+        Suppression,
+        SuppressionPage,
+        get_suppression,
+        is_complaint,
+        lift_suppression,
+        lift_suppression_by_id,
+        suppression_lifts_of,
+        suppression_page,
+        why_kept,
+    )
     from .tokens import InvalidToken, Tokens, UnsubscribeTarget

@@ -33,6 +33,7 @@ def _row(row: Any) -> MailingList:
 
 def create_list(db: Database, name: str, title: str = "", double_opt_in: bool = False) -> MailingList:
     """Create a list; a removed list of that name comes back, with its unsubscribes."""
+    title = checked_title(title)
     if not NAME.match(name):
         raise SubscribersError(
             f"{name!r} is not a valid list name: use lower-case letters, digits, '-' and '_' (e.g. news)")
@@ -128,5 +129,16 @@ def set_title(db: Database, name: str, title: str) -> MailingList:
     """Rename what readers see (the list's name, used in commands and links, stays)."""
     with db.begin() as conn:
         found = get_list(conn, name)
-        conn.execute(update(lists).where(lists.c.id == found.id).values(title=title.strip()[:300]))
+        conn.execute(update(lists).where(lists.c.id == found.id).values(title=checked_title(title)))
         return get_list(conn, name)
+
+
+MAX_TITLE = 200  # the column's width (schema.lists.title)
+
+
+def checked_title(title: str) -> str:
+    """A title as stored: stripped, and no longer than its column (PostgreSQL refuses longer ones)."""
+    title = title.strip()
+    if len(title) > MAX_TITLE:
+        raise SubscribersError(f"a list's title is at most {MAX_TITLE} characters (this one has {len(title)})")
+    return title

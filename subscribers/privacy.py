@@ -12,6 +12,7 @@ from .errors import SubscriberNotFound
 from .people import find
 from .schema import lists, memberships, signup_attempts, subscribers
 from .suppression import suppress, suppression_of
+from .suppression_lifts import forget_lifts
 
 
 def show(db: Database, email: str) -> dict[str, Any]:
@@ -53,6 +54,7 @@ def forget(db: Database, email: str) -> None:
         conn.execute(signup_attempts.delete().where(signup_attempts.c.bucket == "address",
                                                     signup_attempts.c.key_hash == address.hash))
         _forget_in_audit_log(conn, address)
+        forget_lifts(conn, address)
         if person is None:
             return
         conn.execute(memberships.delete().where(memberships.c.subscriber_id == person.id))
