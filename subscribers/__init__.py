@@ -41,11 +41,16 @@ _EXPORTS = {
     "list_users": ".accounts", "login": ".accounts", "may": ".accounts", "remove_user": ".accounts",
     "revoke_token": ".accounts", "session_count": ".accounts", "session_of": ".accounts",
     "set_password": ".accounts", "set_role": ".accounts", "token_of": ".accounts",
+    "AuditPage": ".accounts", "LastAdmin": ".accounts", "MIN_PASSWORD": ".accounts", "audit_page": ".accounts",
+    "session_counts": ".accounts",
     "Lift": ".suppression_lifts", "Suppression": ".suppression_lifts", "SuppressionPage": ".suppression_lifts",
     "get_suppression": ".suppression_lifts", "is_complaint": ".suppression_lifts",
     "lift_suppression": ".suppression_lifts", "lift_suppression_by_id": ".suppression_lifts",
     "suppression_lifts_of": ".suppression_lifts", "suppression_page": ".suppression_lifts",
     "why_kept": ".suppression_lifts",
+    "ListStatus": ".browse", "PeoplePage": ".browse", "PersonRow": ".browse", "find_people": ".browse",
+    "edit_subscriber": ".browse", "email_of": ".browse", "emails_of": ".browse", "list_names": ".browse",
+    "id_of": ".browse", "parse_fields": ".browse", "search_key": ".browse", "unsubscribe_people": ".browse",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -60,12 +65,15 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:
     from .accounts import (
+        MIN_PASSWORD,
         ROLES,
         AccountsError,
         ApiToken,
         AuditEntry,
+        AuditPage,
         BadPassword,
         InvalidRole,
+        LastAdmin,
         LoginFailed,
         LoginLocked,
         Session,
@@ -77,6 +85,7 @@ if TYPE_CHECKING:
         add_user,
         audit,
         audit_entries,
+        audit_page,
         create_token,
         end_session,
         generate_password,
@@ -88,6 +97,7 @@ if TYPE_CHECKING:
         remove_user,
         revoke_token,
         session_count,
+        session_counts,
         session_of,
         set_password,
         set_role,
@@ -101,6 +111,20 @@ if TYPE_CHECKING:
         subscribed_ids,
         subscribed_members,
         suppressed_among_subscribed,
+    )
+    from .browse import (
+        ListStatus,
+        PeoplePage,
+        PersonRow,
+        edit_subscriber,
+        email_of,
+        emails_of,
+        find_people,
+        id_of,
+        list_names,
+        parse_fields,
+        search_key,
+        unsubscribe_people,
     )
     from .csv_export import export_csv
     from .csv_import import ImportReport, import_csv
@@ -129,16 +153,4 @@ if TYPE_CHECKING:
     from .privacy import forget, show
     from .signup import ListMember, SignUp, allow_attempt, confirm_subscription, leave, list_member, sign_up
     from .suppression import suppression_of
-    from .suppression_lifts import (
-        Lift,
-        Suppression,
-        SuppressionPage,
-        get_suppression,
-        is_complaint,
-        lift_suppression,
-        lift_suppression_by_id,
-        suppression_lifts_of,
-        suppression_page,
-        why_kept,
-    )
     from .tokens import InvalidToken, Tokens, UnsubscribeTarget

@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from .db import Database, as_utc, utcnow
-from .errors import SubscribersError
+from .errors import NotAllowed, SubscribersError
 
 # Mirrors migration 0005 (kept here so this module stands alone).
 _meta = MetaData()
@@ -244,6 +244,7 @@ def remove_user(db: Database, email: str, *, actor: str = "cli", clock: Clock = 
     """Remove the account and end its sessions; returns how many sessions ended."""
     with db.begin() as conn:
         row = _find_user(conn, email)
+        _keep_an_admin(conn, row, actor)
         ended = _end_sessions(conn, row.id)
         conn.execute(delete(users).where(users.c.id == row.id))
         record(conn, actor, "users.rm", row.email, clock=clock)
@@ -266,6 +267,8 @@ def set_role(db: Database, email: str, role: str, *, actor: str = "cli", clock: 
     check_role(role)
     with db.begin() as conn:
         row = _find_user(conn, email)
+        if role != "admin":
+            _keep_an_admin(conn, row, actor)
         conn.execute(update(users).where(users.c.id == row.id).values(role=role))
         record(conn, actor, "users.role", f"{row.email}: {row.role} -> {role}", clock=clock)
     return User(row.id, row.email, role, as_utc(row.created_at))
@@ -469,3 +472,68 @@ def audit_entries(db: Database, *, limit: int = 100, before: int | None = None) 
         query = query.where(audit_log.c.id < before)
     with db.begin(read_only=True) as conn:
         return [AuditEntry(r.id, as_utc(r.at), r.actor, r.action, r.detail) for r in conn.execute(query)]
+
+
+# --- added for the console's Users and Audit log pages ----------------------------------------------------
+
+
+class LastAdmin(AccountsError, NotAllowed):
+    """The only admin may not remove or demote themselves: nobody could manage users from the console then."""
+
+
+def _keep_an_admin(conn: Connection, row: Any, actor: str) -> None:
+    """Refuse (LastAdmin) when `actor` is the user of `row` taking away their own admin role and no other
+    admin is left. The admins' rows are locked first (PostgreSQL; SQLite's writer holds its lock already),
+    so two admins demoting each other at once cannot both pass. `cli` acts from a shell, where
+    `users add --role admin` is always at hand: it is not held back."""
+    if actor != f"user:{row.email}":
+        return
+    admins = set(conn.execute(select(users.c.id).where(users.c.role == "admin").with_for_update()).scalars())
+    if admins == {row.id}:
+        raise LastAdmin(f"{row.email} is the only admin: make another user an admin first")
+
+
+def session_counts(db: Database, *, hours: float = SESSION_HOURS, clock: Clock = utcnow) -> dict[str, int]:
+    """Each user's sessions still open (seen within `hours`), by email, in one query: users without any are absent."""
+    since = clock() - dt.timedelta(hours=hours)
+    query = (select(users.c.email, func.count()).join(user_sessions, user_sessions.c.user_id == users.c.id)
+             .where(user_sessions.c.last_seen_at > since).group_by(users.c.email))
+    with db.begin(read_only=True) as conn:
+        return {email: int(count) for email, count in conn.execute(query)}
+
+
+AUDIT_WINDOW = 50_000  # ids a filtered page of the audit log looks through at most
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    entries: list[AuditEntry]
+    older: int | None  # `before` for the next (older) page; None when nothing is older
+    scanned_from: int | None  # a filtered page looked at ids from here up (None: unfiltered, or to the start)
+
+
+def audit_page(db: Database, *, limit: int = 100, before: int | None = None, actor: str = "", action: str = "",
+               window: int = AUDIT_WINDOW) -> AuditPage:
+    """Newest first, `limit` at a time, optionally only one actor (exactly) or actions starting with `action`.
+
+    Neither column has an index and every API call adds a row, so a filtered page looks through at most
+    `window` ids below `before` (a range of the primary key): a rare match costs a bounded scan per page,
+    and the page says how far it looked, instead of one page reading the whole log."""
+    if not actor and not action:
+        found = audit_entries(db, limit=limit + 1, before=before)
+        return AuditPage(found[:limit], found[limit - 1].id if len(found) > limit else None, None)
+    query = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit + 1)
+    if actor:
+        query = query.where(audit_log.c.actor == actor)
+    if action:
+        query = query.where(audit_log.c.action.startswith(action, autoescape=True))
+    with db.begin(read_only=True) as conn:
+        top = before if before is not None else (conn.execute(select(func.max(audit_log.c.id))).scalar() or 0) + 1
+        first = conn.execute(select(func.min(audit_log.c.id))).scalar()
+        floor = top - window
+        rows = [AuditEntry(r.id, as_utc(r.at), r.actor, r.action, r.detail) for r in conn.execute(
+            query.where(audit_log.c.id < top, audit_log.c.id >= floor))]
+    if len(rows) > limit:
+        return AuditPage(rows[:limit], rows[limit - 1].id, rows[limit - 1].id)
+    older = floor if first is not None and first < floor else None
+    return AuditPage(rows, older, floor if older is not None else None)
