@@ -48,9 +48,6 @@ _EXPORTS = {
     "lift_suppression": ".suppression_lifts", "lift_suppression_by_id": ".suppression_lifts",
     "suppression_lifts_of": ".suppression_lifts", "suppression_page": ".suppression_lifts",
     "why_kept": ".suppression_lifts",
-    "ListStatus": ".browse", "PeoplePage": ".browse", "PersonRow": ".browse", "find_people": ".browse",
-    "edit_subscriber": ".browse", "email_of": ".browse", "emails_of": ".browse", "list_names": ".browse",
-    "id_of": ".browse", "parse_fields": ".browse", "search_key": ".browse", "unsubscribe_people": ".browse",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -112,20 +109,6 @@ if TYPE_CHECKING:
         subscribed_members,
         suppressed_among_subscribed,
     )
-    from .browse import (
-        ListStatus,
-        PeoplePage,
-        PersonRow,
-        edit_subscriber,
-        email_of,
-        emails_of,
-        find_people,
-        id_of,
-        list_names,
-        parse_fields,
-        search_key,
-        unsubscribe_people,
-    )
     from .csv_export import export_csv
     from .csv_import import ImportReport, import_csv
     from .db import Database, as_utc, insert_new_only, open_database, run_in_transaction, upgrade
@@ -153,4 +136,16 @@ if TYPE_CHECKING:
     from .privacy import forget, show
     from .signup import ListMember, SignUp, allow_attempt, confirm_subscription, leave, list_member, sign_up
     from .suppression import suppression_of
+    from .suppression_lifts import (
+        Lift,
+        Suppression,
+        SuppressionPage,
+        get_suppression,
+        is_complaint,
+        lift_suppression,
+        lift_suppression_by_id,
+        suppression_lifts_of,
+        suppression_page,
+        why_kept,
+    )
     from .tokens import InvalidToken, Tokens, UnsubscribeTarget
