@@ -32,6 +32,7 @@ _EXPORTS = {
     "SegmentInvalid": ".segments", "SegmentNotFound": ".segments", "count_members": ".segments",
     "find_segment": ".segments", "list_segments": ".segments", "load_segment": ".segments",
     "segment_addresses": ".segments", "segment_count": ".segments", "segment_members": ".segments",
+    "deliveries_of": ".person_events", "events_of": ".history",
 }
 __all__ = ["MIGRATIONS", *sorted(_EXPORTS)]
 
@@ -48,7 +49,9 @@ if TYPE_CHECKING:
     from .archive import ArchivedIssue, archived_asset, archived_issues, archived_page, publish
     from .errors import ArchiveConflict, ContentChanged, MailerError, SendStopped, TransportError
     from .events import Event, MalformedEvent, parse_body, parse_ses
+    from .history import events_of
     from .message import Envelope, MessageTemplate, Recipient
+    from .person_events import deliveries_of
     from .policy import Applied, Policy, record_unsubscribe, take
     from .ratelimit import RateLimiter
     from .reports import report

@@ -48,6 +48,9 @@ _EXPORTS = {
     "lift_suppression": ".suppression_lifts", "lift_suppression_by_id": ".suppression_lifts",
     "suppression_lifts_of": ".suppression_lifts", "suppression_page": ".suppression_lifts",
     "why_kept": ".suppression_lifts",
+    "ListStatus": ".browse", "PeoplePage": ".browse", "PersonRow": ".browse", "find_people": ".browse",
+    "edit_subscriber": ".browse", "email_of": ".browse", "emails_of": ".browse", "list_names": ".browse",
+    "id_of": ".browse", "parse_fields": ".browse", "search_key": ".browse", "unsubscribe_people": ".browse",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -108,6 +111,20 @@ if TYPE_CHECKING:
         subscribed_ids,
         subscribed_members,
         suppressed_among_subscribed,
+    )
+    from .browse import (
+        ListStatus,
+        PeoplePage,
+        PersonRow,
+        edit_subscriber,
+        email_of,
+        emails_of,
+        find_people,
+        id_of,
+        list_names,
+        parse_fields,
+        search_key,
+        unsubscribe_people,
     )
     from .csv_export import export_csv
     from .csv_import import ImportReport, import_csv
