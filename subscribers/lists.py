@@ -133,6 +133,13 @@ def set_title(db: Database, name: str, title: str) -> MailingList:
         return get_list(conn, name)
 
 
+def list_choices(db: Database) -> list[MailingList]:
+    """Every list, by name, without counting members (list_lists does): for a form's choice of list."""
+    with db.begin(read_only=True) as conn:
+        return [_row(r) for r in conn.execute(
+            select(lists).where(lists.c.removed_at.is_(None)).order_by(lists.c.name))]
+
+
 MAX_TITLE = 200  # the column's width (schema.lists.title)
 
 
