@@ -66,14 +66,10 @@ def _segment(name: str | None) -> Any:
 
 
 def _schedule(obj: Obj, rendered: Any, plan: Any, issue: Path, at: str, expires: str | None, force: bool) -> None:
-    from mailer import schedule_issue
-
-    from .jobs import parse_duration, parse_when
-    when = parse_when(at, obj.settings)
-    until = when + parse_duration(expires) if expires else None
-    send_id = schedule_issue(obj.db, plan, rendered, when, until, str(issue.resolve()), force=force)
-    window = f", not after {until.isoformat()}" if until else ""
-    click.echo(f"Scheduled send {send_id} for {when.isoformat()}{window}. A worker sends it "
+    from .queueing import schedule_rendered
+    done = schedule_rendered(obj.settings, obj.db, plan, rendered, issue, at, expires, force)
+    window = f", not after {done.expires_at.isoformat()}" if done.expires_at else ""
+    click.echo(f"Scheduled send {done.send_id} for {done.at.isoformat()}{window}. A worker sends it "
                "(`newsletter worker`, or `newsletter serve --with-worker`); `newsletter sends ls` shows it.")
 
 
