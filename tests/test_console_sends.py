@@ -323,3 +323,15 @@ def test_a_running_send_polls_says_how_long_the_rest_takes_and_may_be_paused(lit
     assert "Time left about 1 s at 50 messages/s" in main  # as `send` says it, at the configured pace
     assert f'hx-get="/admin/sends/{send_id}/live" hx-trigger="every 2s"' in page.text
     assert f'action="/admin/sends/{send_id}/pause"' in page.text
+
+
+def test_the_csv_comes_through_in_chunks_as_the_writer_makes_it(lite: Site, rendered: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from newsletter.web.console import sends as page
+    send_id = finished_send(lite, rendered)
+    monkeypatch.setattr(page._Pipe, "CHUNK", 40)  # a chunk a row: every row passes through the queue
+    answer = sign_in(lite, "editor").get(f"/admin/sends/{send_id}/recipients.csv?state=sent")
+    expected = io.StringIO(newline="")
+    assert write_recipients_csv(lite.db, ISSUE, "sent", expected, send_id=send_id) == 3
+    assert answer.status == 200 and answer.text == expected.getvalue()
+    assert answer.headers.get("content-length") is None  # streamed, not one body
