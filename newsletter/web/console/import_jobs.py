@@ -84,7 +84,8 @@ class Job:
     first_rejects: list[list[str]] = field(default_factory=list)
     imported_as: str = ""  # a dry run: the import of the same file that followed it
     ended_at: float | None = None  # time.monotonic(), for expiry
-    reading: threading.Event = field(default_factory=threading.Event)  # checks passed, rows under way
+    read_rows: bool = False  # the file's checks passed: rows were read (and, unless a dry run, written)
+    begun: threading.Event = field(default_factory=threading.Event)  # rows are being read, or it has ended
     ended: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -114,13 +115,12 @@ class Job:
         """import_csv's on_progress: bytes read of the file, once its checks have passed."""
         self.done_bytes = done
         if self.state == "checking":
-            self.state = "running"
-            self.reading.set()
+            self.state, self.read_rows = "running", True
+            self.begun.set()
 
     def wait_begun(self, grace: float) -> None:
         """Until the file's checks passed (or it failed); then up to `grace` seconds more for the end."""
-        while not (self.reading.wait(0.5) or self.ended.is_set()):
-            pass
+        self.begun.wait()
         if grace:
             self.ended.wait(grace)
 
@@ -231,6 +231,7 @@ class ImportJobs:
                 _remove(job.upload.path)
             self._audit_end(job)
             job.ended.set()
+            job.begun.set()
 
     def _failed(self, job: Job, exc: Exception) -> None:
         from ..http import status_of

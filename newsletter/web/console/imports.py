@@ -39,7 +39,7 @@ def jobs_of(request: Request) -> ImportJobs:
 
 def _formats() -> list[tuple[str, str]]:
     from subscribers.formats import FORMATS, NAMES
-    labels = {"auto": "Auto (recognise by the columns)", "plain": "Plain CSV"}
+    labels = {"auto": "Auto (by its columns)", "plain": "Plain CSV"}
     return [(name, labels.get(name) or f"{FORMATS[name].label} export") for name in NAMES]
 
 
@@ -82,7 +82,7 @@ async def upload(request: Request, me: Me) -> Response:
 
 async def _begun(request: Request, me: Me, job: Job, list_name: str) -> Response:
     await call(job.wait_begun, DRY_RUN_GRACE if job.dry_run else 0)
-    if job.state == "failed" and not job.reading.is_set():
+    if job.state == "failed" and not job.read_rows:
         # Refused before a row was read (not a CSV file, no such list): nothing happened; say so here.
         jobs_of(request).forget(job)
         return await _form(request, me, job.error_status, job.error, list_name, job.format)
@@ -142,9 +142,10 @@ async def rejects(request: Request, me: Me) -> Response:
     job = _job(request)
     if job is None or not job.has_rejects:
         return problem(request, me, "Not found", "This import has no rejected rows to download.", status=404)
-    await audit(request, me, "console.import.rejects",
-                f"downloaded the {job.report.rejected} rejected rows of file {job.upload.name!r} "
-                f"(list {job.list_name})")
+    if request.method == "GET":
+        await audit(request, me, "console.import.rejects",
+                    f"downloaded the {job.report.rejected} rejected rows of file {job.upload.name!r} "
+                    f"(list {job.list_name})")
     stamp = job.started_at.strftime("%Y%m%d-%H%M")
     return FileResponse(job.rejects_path, media_type="text/csv; charset=utf-8", headers=ADMIN_HEADERS,
                         filename=f"rejects-{job.list_name}-{stamp}.csv", content_disposition_type="attachment")
