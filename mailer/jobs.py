@@ -46,6 +46,7 @@ class Due:
     segment: str | None
     issue_path: str | None
     state: str
+    content_hash: str | None = None  # the built issue it was scheduled or started with, if any
 
 
 def send_id_of(conn: Connection, issue: str, list_name: str, segment: str = "") -> int | None:
@@ -161,7 +162,8 @@ def due(db: Database, now: dt.datetime) -> list[Due]:
         for row in rows:
             if row.state == "running" and ledger.live_runs(conn, row.id):
                 continue  # someone is on it (several workers on PostgreSQL join instead: see run_due)
-            out.append(Due(row.id, row.issue, row.list_name, row.segment or None, row.issue_path, row.state))
+            out.append(Due(row.id, row.issue, row.list_name, row.segment or None, row.issue_path, row.state,
+                           row.content_hash))
         return out
 
 

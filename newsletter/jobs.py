@@ -62,13 +62,14 @@ def prepare(settings: Settings, due: Any) -> Any:
     from mailer.welcome import WELCOME
     from mailer.worker import Prepared
 
-    from .sending import checked_base_url, checked_render, delivery, require
+    from .queueing import accepted_render
+    from .sending import checked_base_url, delivery, require
     if not due.issue_path:
         raise NewsletterError(f"send {due.id} has no issue file recorded: run `newsletter send FILE --list "
                               f"{due.list_name}` to resume it")
     require(settings, "from_address", "secret")
     checked_base_url(settings, False)
-    rendered = checked_render(Path(due.issue_path), settings, False)
+    rendered = accepted_render(settings, Path(due.issue_path), due.content_hash)
     segment = load_segment(due.segment) if due.segment and due.segment != WELCOME else None
     return Prepared(rendered, delivery(settings, due.list_name), segment)
 

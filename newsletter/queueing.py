@@ -83,6 +83,22 @@ def queue_send(settings: Settings, db: Any, issue_path: Path, list_name: str, se
                              force), planned
 
 
+def accepted_render(settings: Settings, issue_path: Path, accepted: str | None) -> Any:
+    """A worker's build of a send's issue: checked as `send` checks it, unless it is the very email
+    the send was scheduled (or started) with. That one was checked then, or sent anyway on purpose
+    (`--force`, the console's "Send anyway"); a worker has no --force of its own to repeat it."""
+    from components import load_issue
+    from mailer import content_hash
+
+    from .build import render_configured
+    from .sending import checked_render
+    if accepted is not None:
+        rendered = render_configured(load_issue(issue_path), settings)
+        if content_hash(rendered) == accepted:
+            return rendered
+    return checked_render(issue_path, settings, False)
+
+
 def send_estimate(settings: Settings, sender: Any, to_send: int) -> str:
     """How long the send will take at the account's rate and quota (design §12), as `send` says it."""
     from .jobs import estimate

@@ -277,6 +277,20 @@ def test_an_issue_with_check_errors_is_sent_only_with_send_anyway(site: Site, fo
     assert forced.status == 303
     assert [s["issue"] for s in list_sends(site.db)] == ["typo"]
     assert site.mail.sent == []
+    [ran] = run_due(site.db, functools.partial(prepare, site.settings))  # the worker keeps the "Send anyway"
+    assert ran.outcome == "finished" and ran.result is not None and ran.result.sent == 3
+
+
+def test_a_worker_checks_again_an_issue_edited_after_send_anyway(lite: Site, folder: Path) -> None:
+    members(lite)
+    me = sign_in(lite, "sender")
+    forced = me.post("/admin/issues/typo/send", {"list": "news", "when": "now", "confirm": "news", "force": "yes"})
+    assert forced.status == 303
+    path = folder / "typo.yaml"
+    path.write_text(path.read_text("utf-8").replace("A fresh start in the park", "Edited since"), "utf-8")
+    [ran] = run_due(lite.db, functools.partial(prepare, lite.settings))
+    assert ran.outcome == "stopped" and "check errors" in ran.message
+    assert not (folder.parent / "outbox").exists()
 
 
 @pytest.mark.parametrize("role", ["viewer", "editor"])
