@@ -7,9 +7,14 @@ thread of the server; tests poll its progress URL, as the page does, until it ha
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import http.client
 import io
+import os
 import re
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import subscribers as subs
-from newsletter.web.console.import_jobs import KEEP_SECONDS, Job, Upload
+from newsletter.web.console.import_jobs import KEEP_SECONDS, ImportJobs, Job, Upload
 from newsletter.web.console.view import environment
 
 from .console_support import Signed, sign_in
@@ -342,14 +347,9 @@ def test_an_unknown_import_is_404_and_stops_htmx_polling(lite: Site) -> None:
 
 def _running(tmp: Path) -> Job:
     upload = Upload(tmp / "upload.csv", "people.csv", 1_000_000, 20_001)
-    job = Job("abc", upload, "news", "auto", False, "user:e@example.org", dt_now(), tmp / "rejects.csv")
+    job = Job("abc", upload, "news", "auto", False, "user:e@example.org", dt.datetime.now(dt.UTC), tmp / "rejects.csv")
     job.progress(250_000, 1_000_000)
     return job
-
-
-def dt_now() -> Any:
-    import datetime as dt
-    return dt.datetime.now(dt.UTC)
 
 
 def test_a_running_import_polls_its_fragment_and_has_a_refresh_link(tmp_path: Path) -> None:
@@ -371,3 +371,19 @@ def test_what_an_import_leaves_is_deleted_an_hour_after_it_ended(lite: Site) -> 
     jobs.clock = lambda: now + KEEP_SECONDS + 1
     assert me.get(dry.headers["location"]).status == 404
     assert files_of(lite) == []
+
+
+def test_the_uploads_of_a_server_that_is_gone_are_deleted_when_the_next_starts(tmp_path: Path,
+                                                                                 monkeypatch: Any) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                           text=True, check=True)
+    gone = tmp_path / f"newsletter-imports-{int(ended.stdout)}-x1"
+    gone.mkdir()
+    (gone / "upload-abc.csv").write_text("email\nann@example.org\n")
+    running = tmp_path / f"newsletter-imports-{os.getpid()}-x2"  # this process's: still in use
+    running.mkdir()
+    jobs = ImportJobs(None, lambda *args: None)
+    assert not gone.exists() and running.exists()
+    assert jobs.folder.parent == tmp_path and jobs.folder.name.startswith(f"newsletter-imports-{os.getpid()}-")
+    assert jobs.folder.stat().st_mode & 0o077 == 0  # nobody else may read the uploads

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import logging
+import os
 import secrets
 import shutil
 import tempfile
@@ -38,6 +39,7 @@ KEEP_SECONDS = 3600  # an upload not imported, and every rejects file, are delet
 MAX_RUNNING = 2  # imports at once in one process: each holds a CPU (and SQLite has one writer)
 REJECTS_SHOWN = 10  # the first rejected rows a page shows; the download has them all
 CHUNK = 1 << 20
+PREFIX = "newsletter-imports-"  # then the process id: a folder whose process is gone may be deleted
 
 
 class Busy(Exception):
@@ -133,8 +135,8 @@ class ImportJobs:
         self.db, self.audit, self.clock = db, audit, clock
         self.jobs: dict[str, Job] = {}
         self.lock = threading.Lock()
-        self.folder = Path(tempfile.mkdtemp(prefix="newsletter-imports-"))
-        # Gone with the app (or the process), whatever is left in it.
+        self.folder = _private_folder()
+        # Gone with the app, or at the process's exit, whatever is left in it.
         weakref.finalize(self, shutil.rmtree, self.folder, True)
 
     # --- uploads ---
@@ -273,6 +275,31 @@ def _shown_name(name: str) -> str:
     """The browser's file name, for display: no control characters, not endless."""
     cleaned = "".join(c for c in name if c.isprintable()).strip()
     return (cleaned or "upload.csv")[:200]
+
+
+def _private_folder() -> Path:
+    """A new folder only this user may read, named after this process. Folders of processes that are
+    gone are deleted first: a server stopped by SIGTERM ends without running its exit handlers
+    (uvicorn re-raises the signal once it has shut down), and would leave its uploads behind."""
+    for old in Path(tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
+        pid = old.name[len(PREFIX):].split("-", 1)[0]
+        try:
+            mine = old.is_dir() and old.stat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if mine and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _remove(*paths: Path) -> None:
