@@ -73,7 +73,7 @@ async def upload(request: Request, me: Me) -> Response:
     jobs = jobs_of(request)
     staged = await call(jobs.stage, file.file, file.filename)
     try:
-        job = jobs.start(staged, list_name, format, dry_run, me.actor)
+        job = await call(jobs.start, staged, list_name, format, dry_run, me.actor)  # it audits: a write
     except Busy as exc:
         staged.path.unlink(missing_ok=True)
         return await _form(request, me, 409, f"{exc}.", list_name, format)
@@ -128,7 +128,7 @@ async def import_dry_run(request: Request, me: Me) -> Response:
     if not dry.dry_run or dry.state != "finished":
         return problem(request, me, "Not possible", "Only a finished dry run can be imported.", status=409)
     try:
-        job = jobs_of(request).import_after(dry, me.actor)
+        job = await call(jobs_of(request).import_after, dry, me.actor)
     except Busy as exc:
         return problem(request, me, "Please wait", f"{exc}.", status=409)
     if job is dry:  # started and gone meanwhile
