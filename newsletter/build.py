@@ -5,24 +5,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from components import Footer, Issue, RenderedIssue, load_issue, load_theme, render_issue
+from components import Issue, RenderedIssue, load_issue, render_issue
 
+from . import wiring
 from .config import Settings
-
-
-def footer_for(theme_name: str, settings: Settings) -> Footer:
-    """The theme's footer, with whatever the configuration overrides."""
-    theme = load_theme(theme_name)
-    return Footer(
-        organisation=settings.organisation or theme.organisation,
-        postal_address=settings.postal_address or theme.postal_address,
-        reason=settings.reason or theme.reason,
-    )
 
 
 def render_configured(issue: Issue, settings: Settings, base_url: str | None = None) -> RenderedIssue:
     """Render as configured: the settings' base URL (unless given) and footer."""
-    return render_issue(issue, base_url=base_url or settings.base_url, footer=footer_for(issue.fields.theme, settings))
+    footer = wiring.footer(settings, issue.fields.theme)
+    return render_issue(issue, base_url=base_url or settings.base_url, footer=footer)
 
 
 def render(issue_path: Path, settings: Settings) -> RenderedIssue:

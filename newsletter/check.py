@@ -8,7 +8,7 @@ from components import ComponentError, Finding, IssueInvalid, check_issue, read_
 from components.lint import findings_from_invalid, findings_from_problems, order
 from components.validate import Reading
 
-from .build import footer_for
+from . import wiring
 from .config import Settings
 from .sending import base_url_advice, base_url_problem
 
@@ -25,7 +25,7 @@ def check_file(path: Path, settings: Settings) -> list[Finding]:
 def _lint(reading: Reading, settings: Settings) -> list[Finding]:
     issue = reading.issue
     assert issue is not None
-    footer = footer_for(issue.fields.theme, settings)
+    footer = wiring.footer(settings, issue.fields.theme)
     try:
         rendered = render_issue(issue, base_url=settings.base_url, footer=footer)
     except IssueInvalid as exc:  # found while rendering (a merge field as a link's address): still one report

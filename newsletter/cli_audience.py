@@ -217,10 +217,10 @@ def db() -> None:
 @edge
 def db_upgrade(obj: Obj) -> None:
     """Apply pending migrations (also done on first use)."""
-    import mailer
-    from subscribers import open_database, upgrade
-    database = open_database(obj.settings.database_url, migrate=False, extra_migrations=(mailer.MIGRATIONS,))
-    applied = upgrade(database)
+    from subscribers import upgrade
+
+    from .wiring import database
+    applied = upgrade(database(obj.settings, migrate=False))
     click.echo("Database migrated to the latest schema." if applied else "Database already up to date.")
 
 

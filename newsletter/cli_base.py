@@ -58,7 +58,6 @@ class Obj:
     def db(self) -> Any:
         """The database, migrated on first use (design §8)."""
         if self._db is None:
-            import mailer
-            from subscribers import open_database
-            self._db = open_database(self.settings.database_url, extra_migrations=(mailer.MIGRATIONS,))
+            from .wiring import database
+            self._db = database(self.settings)
         return self._db

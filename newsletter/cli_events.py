@@ -22,7 +22,8 @@ def poll(obj: Obj, queue_url: str | None, once: bool) -> None:
     from mailer.sqs import poll as run_poll
 
     from .errors import NewsletterError
-    from .events import policy_of, say_batch, say_wait
+    from .events import say_batch, say_wait
+    from .wiring import policy
     url = queue_url or obj.settings.sqs_queue_url
     if not url:
         raise NewsletterError("no queue: pass --queue-url or set NEWSLETTER_SQS_QUEUE_URL")
@@ -30,7 +31,7 @@ def poll(obj: Obj, queue_url: str | None, once: bool) -> None:
     if not once:
         click.echo(f"Polling {url} (Ctrl-C to stop)", err=True)
     try:
-        total = run_poll(db, queue, policy_of(obj.settings), once=once, on_batch=say_batch, on_wait=say_wait)
+        total = run_poll(db, queue, policy(obj.settings), once=once, on_batch=say_batch, on_wait=say_wait)
     except KeyboardInterrupt:
         # Whatever was received and not yet deleted comes back later and is applied once.
         click.echo("Stopped.", err=True)

@@ -30,7 +30,8 @@ def send(obj: Obj, issue: Path, list_name: str, dry_run: bool, yes: bool, rate: 
     """Mail ISSUE.yaml to every subscribed member of a list (or a segment of it), exactly once."""
     from mailer import MessageTemplate, plan_send
 
-    from .sending import checked_base_url, checked_render, envelope, require
+    from .sending import checked_base_url, checked_render, require
+    from .wiring import envelope
     if expires and not at:
         raise click.UsageError("--expires needs --at")
     settings = obj.settings
@@ -76,7 +77,7 @@ def _schedule(obj: Obj, rendered: Any, plan: Any, issue: Path, at: str, expires:
 def _print_estimate(settings: Any, plan: Any, rate: float | None) -> None:
     """How long the send will take at the account's rate and quota (design §12)."""
     from .jobs import estimate
-    from .sending import pace, transport
+    from .wiring import pace, transport
     try:
         per_second, quota_left = pace(settings, rate, transport(settings))
     except Exception as exc:  # noqa: BLE001  (no SES at hand for a dry run: say so and go on)
@@ -122,7 +123,7 @@ def _run(obj: Obj, rendered: Any, plan: Any, issue: Path, rate: float | None, wo
     from mailer import send_issue
 
     from .progress import send_progress
-    from .sending import delivery
+    from .wiring import delivery
     how = delivery(obj.settings, plan.list_name, rate=rate, workers=workers, retry_unknown=retry_unknown,
                    force=force)
     click.echo(f"Sending at up to {how.rate:g} messages/s with {workers} workers through {how.transport.name}.")
@@ -148,9 +149,10 @@ def _run(obj: Obj, rendered: Any, plan: Any, issue: Path, rate: float | None, wo
 def test_send(obj: Obj, issue: Path, addresses: tuple[str, ...], force: bool) -> None:
     """Send proofs of ISSUE.yaml to any address (outside the ledger)."""
     from mailer import MessageTemplate, send_proofs
-    from subscribers import Tokens, normalise
+    from subscribers import normalise
 
-    from .sending import checked_base_url, checked_render, envelope, require, transport
+    from .sending import checked_base_url, checked_render, require
+    from .wiring import envelope, tokens, transport
     settings = obj.settings
     if (unsafe := checked_base_url(settings, force)) is not None:
         click.echo(f"Warning: {unsafe}.", err=True)
@@ -158,7 +160,7 @@ def test_send(obj: Obj, issue: Path, addresses: tuple[str, ...], force: bool) ->
     targets = [normalise(a).email for a in addresses]
     rendered = checked_render(issue, settings, force)
     ids = send_proofs(MessageTemplate(rendered, envelope(settings, "proofs")), transport(settings),
-                      Tokens(settings.secret), settings.base_url, targets)
+                      tokens(settings), settings.base_url, targets)
     for address, message_id in zip(targets, ids, strict=True):
         click.echo(f"Proof sent to {address} ({message_id}).")
 

@@ -1,15 +1,9 @@
-"""Settings and console output around SES event handling (the CLI and the web app share them)."""
+"""Console output around SES event handling (`events poll`); the policy is made in wiring.py."""
 from __future__ import annotations
 
 from typing import Any
 
 import click
-
-
-def policy_of(settings: Any) -> Any:
-    from mailer import Policy
-    return Policy(soft_limit=settings.soft_bounce_limit, soft_days=settings.soft_bounce_days,
-                  soft_sends=settings.soft_bounce_sends)
 
 
 def say_batch(applied: Any) -> None:

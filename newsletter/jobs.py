@@ -63,7 +63,8 @@ def prepare(settings: Settings, due: Any) -> Any:
     from mailer.worker import Prepared
 
     from .queueing import accepted_render
-    from .sending import checked_base_url, delivery, require
+    from .sending import checked_base_url, require
+    from .wiring import delivery
     if not due.issue_path:
         raise NewsletterError(f"send {due.id} has no issue file recorded: run `newsletter send FILE --list "
                               f"{due.list_name}` to resume it")

@@ -1,10 +1,10 @@
-"""What `send` and `test-send` need from the configuration: an envelope, a transport, a rate, a public base URL."""
+"""What `send`, `test-send` and the worker check before sending: the settings they need, an issue without
+check errors, a public base URL. What they send with (transport, envelope, pace) is made in wiring.py."""
 from __future__ import annotations
 
 import ipaddress
 import socket
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from components import RenderedIssue, check_issue, load_issue
@@ -30,37 +30,6 @@ def checked_render(issue_path: Path, settings: Settings, force: bool) -> Rendere
         listed = "\n".join(f"  {f}" for f in errors)
         raise NewsletterError(f"{issue_path} has check errors; fix them or send with --force:\n{listed}")
     return rendered
-
-
-def envelope(settings: Settings, list_name: str) -> Any:
-    from mailer import Envelope
-    domain = (settings.from_address or "").rpartition("@")[2].strip("> ") or urlsplit(settings.base_url).hostname
-    return Envelope(settings.from_address or "", f"<{list_name}.{domain}>", settings.unsubscribe_mailto)
-
-
-def transport(settings: Settings) -> Any:
-    from mailer import make_transport
-    return make_transport(settings.transport, outbox=settings.outbox, smtp_url=settings.smtp_url,
-                          configuration_set=settings.ses_configuration_set)
-
-
-def delivery(settings: Settings, list_name: str, *, rate: float | None = None, workers: int = 4,
-             retry_unknown: bool = False, force: bool = False) -> Any:
-    """How a send to `list_name` goes out, as configured: `send` and the worker alike."""
-    from mailer import Delivery
-    from subscribers import Tokens
-    sender = transport(settings)
-    per_second, quota_left = pace(settings, rate, sender)
-    return Delivery(sender, envelope(settings, list_name), Tokens(settings.secret or ""), settings.base_url,
-                    per_second, workers, quota_left, retry_unknown, force)
-
-
-def pace(settings: Settings, chosen: float | None, sender: Any) -> tuple[float, float | None]:
-    """Messages per second and what is left of the 24-hour quota (None: no limit known)."""
-    if sender.name != "ses":
-        return (chosen or settings.ses_max_rate or 50.0, None)
-    quota = sender.quota()
-    return (chosen or settings.ses_max_rate or quota.max_rate, quota.remaining)
 
 
 # --- the base URL rule (design §4) ------------------------------------------------------------------

@@ -216,12 +216,12 @@ def test_the_sends_in_a_row_are_configurable_and_the_time_rule_stays(ledger: Any
     assert suppression(ledger, people[2]) == "bounce: 3 transient bounces within 30 days"
 
 
-def test_policy_of_reads_the_setting() -> None:
+def test_the_policy_reads_the_setting() -> None:
     from newsletter.config import Settings, load_settings
-    from newsletter.events import policy_of
-    assert policy_of(Settings()) == Policy(soft_limit=3, soft_days=30, soft_sends=4)
+    from newsletter.wiring import policy
+    assert policy(Settings()) == Policy(soft_limit=3, soft_days=30, soft_sends=4)
     env = {"NEWSLETTER_SOFT_BOUNCE_SENDS": "6"}
-    assert policy_of(load_settings(None, env)).soft_sends == 6
+    assert policy(load_settings(None, env)).soft_sends == 6
 
 
 # --- OnAccountSuppressionList ---------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def people(db, n: int, list_name: str = "news") -> list[str]:
 
 def preparer(rendered, transport, *, quota_left: float | None = None, rate: float = 10000):
     from newsletter.config import Settings
-    from newsletter.sending import envelope
+    from newsletter.wiring import envelope
 
     def prepare(due: jobs.Due) -> Prepared:
         how = mailer.Delivery(transport, envelope(Settings(from_address=FROM), due.list_name), subs.Tokens(SECRET),

@@ -34,8 +34,8 @@ import subscribers as subs
 from mailer import MessageTemplate, TransportError
 from mailer.schema import metadata as mailer_metadata
 from mailer.sending import start_send
-from newsletter.sending import envelope
 from newsletter.web.clients import client_address, networks
+from newsletter.wiring import envelope
 from subscribers.schema import metadata as subscribers_metadata
 from tests.ses_peer import NEWSLETTER, cli_env, free_port, newsletter, parse, parts, to_address, wait_for
 from tests.test_sns import encode, keys, notification, sign, web

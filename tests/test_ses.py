@@ -81,7 +81,7 @@ def make_send(db_url: str, tmp_path: Path, rendered: Any):
     from mailer import MessageTemplate
     from mailer.sending import plan_send, start_send
     from newsletter.config import Settings
-    from newsletter.sending import envelope
+    from newsletter.wiring import envelope
     from subscribers import create_list, import_csv, open_database
 
     opened = []
@@ -117,7 +117,7 @@ def test_quota_falls_back_to_v1_send_quota(ses: MotoServer) -> None:
 
     from mailer.ses import SesTransport
     from newsletter.config import Settings
-    from newsletter.sending import pace
+    from newsletter.wiring import pace
 
     with pytest.raises(ClientError) as info:  # the premise: moto has no v2 GetAccount
         ses.client().get_account()

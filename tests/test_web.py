@@ -47,8 +47,8 @@ from mailer.sending import start_send
 from newsletter.build import render_configured
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
-from newsletter.sending import envelope
 from newsletter.web.app import create_app
+from newsletter.wiring import envelope
 from subscribers.schema import lists, memberships, signup_attempts, suppressions
 from subscribers.schema import subscribers as people
 from tests.test_sns import (

@@ -31,12 +31,10 @@ log = logging.getLogger("newsletter.web")
 def create_app(settings: Settings, *, db: Any = None, fetch: Callable[[str], bytes] | None = None,
                transport: Any = None) -> Starlette:
     """The app; `db`, `fetch` (SNS certificates) and `transport` may be injected (tests)."""
-    import mailer
-    from subscribers import open_database
-
     from ..config import secret_problem
     from ..errors import ConfigError
     from ..sending import require
+    from ..wiring import database
     from .api import api
     from .console import console
     from .public import ROUTES
@@ -44,7 +42,7 @@ def create_app(settings: Settings, *, db: Any = None, fetch: Callable[[str], byt
     problem = secret_problem(settings.secret)
     if problem:
         raise ConfigError(problem)
-    db = db or open_database(settings.database_url, extra_migrations=(mailer.MIGRATIONS,))
+    db = db or database(settings)
     from subscribers import DatabaseError
     app = App(routes=[*(Route(path, endpoint, methods=methods) for path, endpoint, methods in ROUTES), api(),
                       *console()],

@@ -18,17 +18,14 @@ class Service:
     """What every handler needs, made once per process."""
 
     def __init__(self, settings: Settings, db: Any, fetch: Callable[[str], bytes] | None, transport: Any):
-        import mailer
         from components import load_theme
-        from subscribers import Tokens
 
-        from ..build import footer_for
-        from ..events import policy_of
+        from .. import wiring
         self.settings, self.db = settings, db
-        self.tokens = Tokens(settings.secret or "")
-        self.verifier = mailer.SnsVerifier(settings.sns_topic_arns, fetch)
-        self.policy = policy_of(settings)
-        self.footer = footer_for(settings.theme, settings)
+        self.tokens = wiring.tokens(settings)
+        self.verifier = wiring.verifier(settings, fetch)
+        self.policy = wiring.policy(settings)
+        self.footer = wiring.footer(settings, settings.theme)
         self.pages = Pages(load_theme(settings.theme), self.footer.organisation, self.footer.postal_address)
         self._transport = transport
         self.trusted_proxies = networks(settings.trusted_proxies)
@@ -46,6 +43,6 @@ class Service:
     def transport(self) -> Any:
         """Made on first use: a sign-up confirmation is the only thing this service sends."""
         if self._transport is None:
-            from ..sending import transport
+            from ..wiring import transport
             self._transport = transport(self.settings)
         return self._transport

@@ -102,7 +102,7 @@ def sign_up_and_confirm(service: Any, request: SignUpRequest) -> None:
     from mailer import send_one
     from subscribers import NotAllowed, display_address, sign_up
 
-    from ..sending import envelope
+    from ..wiring import envelope
     try:
         signed = sign_up(service.db, request.email, request.list_name, request.name)
     except NotAllowed:
