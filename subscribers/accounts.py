@@ -490,7 +490,7 @@ def _keep_an_admin(conn: Connection, row: Any, actor: str) -> None:
         return
     admins = set(conn.execute(select(users.c.id).where(users.c.role == "admin").with_for_update()).scalars())
     if admins == {row.id}:
-        raise LastAdmin(f"{row.email} is the only admin: make another user an admin first")
+        raise LastAdmin("you are the only admin: make another user an admin first")
 
 
 def session_counts(db: Database, *, hours: float = SESSION_HOURS, clock: Clock = utcnow) -> dict[str, int]:

@@ -87,7 +87,8 @@ async def add_user(request: Request, me: Me) -> Response:
                                  user_error=str(exc), email=email, role=role)
     if generated:
         return _shown_once(request, me, "password", user=user, secret=password)
-    return with_notice(see_other("/admin/users"), f"Added {user.email} ({user.role}).")
+    # (#main: the form's #add-user would carry over to the redirect and scroll past the notice.)
+    return with_notice(see_other("/admin/users#main"), f"Added {user.email} ({user.role}).")
 
 
 @page("admin")
@@ -203,11 +204,17 @@ async def revoke_token(request: Request, me: Me) -> Response:
 async def audit_log(request: Request, me: Me) -> Response:
     from subscribers import audit_page
     query = request.query_params
-    before, actor, action = _before(query.get("before", "")), query.get("actor", "").strip(), \
+    before, actor, action = _before(query.get("before", "")), _actor(query.get("actor", "")), \
         query.get("action", "").strip()
     found = await call(audit_page, _db(request), limit=AUDIT_PAGE, before=before, actor=actor, action=action)
     return render(request, me, "audit.html", title="Audit log", page=found, before=before, actor=actor,
                   action=action, filtered=bool(actor or action))
+
+
+def _actor(text: str) -> str:
+    """Who, as the log names them: a bare address is a console user's (stored in lower case)."""
+    text = text.strip()
+    return f"user:{text.lower()}" if text and ":" not in text and text != "cli" else text
 
 
 def _before(text: str) -> int | None:
