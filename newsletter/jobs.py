@@ -1,5 +1,5 @@
-"""The edge of sends as jobs: times and durations as people write them, and what a worker needs
-from the configuration to run a due send (mailer.worker does the rest)."""
+"""The edge of sends as jobs: times and durations as people write them, how long a send takes, and a
+segment file by name. What a worker makes of a due send is in worker.py."""
 from __future__ import annotations
 
 import datetime as dt
@@ -55,24 +55,6 @@ def _span(seconds: float) -> str:
     if seconds < 5400:
         return f"{round(seconds / 60)} min"
     return f"{seconds / 3600:.1f} h"
-
-
-def prepare(settings: Settings, due: Any) -> Any:
-    """Build a due send's issue from its file and say how to deliver it, as `send` would."""
-    from mailer.welcome import WELCOME
-    from mailer.worker import Prepared
-
-    from .queueing import accepted_render
-    from .sending import checked_base_url, require
-    from .wiring import delivery
-    if not due.issue_path:
-        raise NewsletterError(f"send {due.id} has no issue file recorded: run `newsletter send FILE --list "
-                              f"{due.list_name}` to resume it")
-    require(settings, "from_address", "secret")
-    checked_base_url(settings, False)
-    rendered = accepted_render(settings, Path(due.issue_path), due.content_hash)
-    segment = load_segment(due.segment) if due.segment and due.segment != WELCOME else None
-    return Prepared(rendered, delivery(settings, due.list_name), segment)
 
 
 def load_segment(name: str) -> Any:

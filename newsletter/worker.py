@@ -1,20 +1,22 @@
-"""The worker's process wiring: configuration in, mailer.worker's loop, Ctrl-C and SIGTERM out."""
+"""The worker's process wiring: configuration in, a due send built and made ready (prepare),
+mailer.worker's loop, Ctrl-C and SIGTERM out."""
 from __future__ import annotations
 
 import functools
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 import click
 
 from .config import Settings
+from .errors import NewsletterError
 
 
 def run_worker(settings: Settings, db: Any, *, once: bool) -> None:
     from mailer.worker import run_due, run_forever
 
-    from .jobs import prepare
     _one_worker_on_sqlite(db)
     ready = functools.partial(prepare, settings)
     started = functools.partial(_say_start)
@@ -27,6 +29,25 @@ def run_worker(settings: Settings, db: Any, *, once: bool) -> None:
         signal.signal(sig, lambda *_: stop.set())
     click.echo("Worker running (Ctrl-C to stop).", err=True)
     run_forever(db, ready, stop, on_start=started)
+
+
+def prepare(settings: Settings, due: Any) -> Any:
+    """Build a due send's issue from its file and say how to deliver it, as `send` would."""
+    from mailer.welcome import WELCOME
+    from mailer.worker import Prepared
+
+    from .jobs import load_segment
+    from .queueing import accepted_render
+    from .sending import checked_base_url, require
+    from .wiring import delivery
+    if not due.issue_path:
+        raise NewsletterError(f"send {due.id} has no issue file recorded: run `newsletter send FILE --list "
+                              f"{due.list_name}` to resume it")
+    require(settings, "from_address", "secret")
+    checked_base_url(settings, False)
+    rendered = accepted_render(settings, Path(due.issue_path), due.content_hash)
+    segment = load_segment(due.segment) if due.segment and due.segment != WELCOME else None
+    return Prepared(rendered, delivery(settings, due.list_name), segment)
 
 
 def _say_start(due: Any) -> None:
@@ -44,7 +65,6 @@ def worker_thread(settings: Settings, db: Any, stop: threading.Event) -> threadi
     """One worker in a thread of this process (`serve --with-worker`), until `stop`."""
     from mailer.worker import run_forever
 
-    from .jobs import prepare
     _one_worker_on_sqlite(db)
     thread = threading.Thread(target=run_forever, args=(db, functools.partial(prepare, settings), stop),
                               kwargs={"on_start": _say_start}, name="worker", daemon=True)
@@ -64,9 +84,6 @@ def _one_worker_on_sqlite(db: Any) -> None:
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return
     import fcntl
-    from pathlib import Path
-
-    from .errors import NewsletterError
     handle = Path(f"{url.database}.worker.lock").open("a")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -20,7 +20,7 @@ import pytest
 import subscribers as subs
 from mailer.jobs import list_sends
 from mailer.worker import run_due
-from newsletter.jobs import prepare
+from newsletter.worker import prepare
 
 from .conftest import ISSUES
 from .console_support import Signed, sign_in
