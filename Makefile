@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_send.py
 	$(BIN)/python bench/bench_events.py
 	$(BIN)/python bench/bench_web.py
+	$(BIN)/python bench/bench_console.py --pg
 
 clean:
 	rm -rf dist outbox demo.db demo.db-wal demo.db-shm .pytest_cache .mypy_cache .ruff_cache

@@ -78,6 +78,11 @@ def find_people(db: Database, *, list_name: str | None = None, status: str | Non
         raise SubscribersError(f"{status!r} is not a status (one of {', '.join(STATUSES)})")
     prefix = search_key(search)
     with db.begin(read_only=True) as conn:
+        if conn.dialect.name == "postgresql":
+            # A plan for these values: psycopg prepares a statement after its fifth run, and PostgreSQL's
+            # generic plan for it (a prefix it cannot see) walks the whole key index for a small list's
+            # members (0.3 s at a million, against 10 ms).
+            conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
         list_id = get_list(conn, list_name).id if list_name else None
         cursor = after if after is not None else before
         if prefix and cursor is not None and _key_of(conn, cursor) is None:
@@ -133,15 +138,22 @@ def _key_column(conn: Connection) -> ColumnElement[Any]:
 
 def _by_address(conn: Connection, prefix: str, list_id: int | None, status: str | None, cursor: int | None,
                 backwards: bool, limit: int) -> tuple[list[int], bool]:
+    # One range, its bounds worked out here: given `key >= prefix AND key > cursor`, SQLite bounds the
+    # index by one of them and filters by the other, reading from the prefix's start on every page.
+    # (Python compares strings by code point, as both databases do here.)
     key = _key_column(conn)
-    query = select(subscribers.c.id).where(key >= prefix)
-    upper = _after_prefix(prefix)
-    if upper:
-        query = query.where(key < upper)
+    low, low_included, high = prefix, True, _after_prefix(prefix)
+    cursor_key = _key_of(conn, cursor) if cursor is not None else None
+    if cursor_key is not None and not backwards and cursor_key >= low:
+        low, low_included = cursor_key, False
+    if cursor_key is not None and backwards and (not high or cursor_key < high):
+        high = cursor_key
+    query = select(subscribers.c.id).where(key >= low if low_included else key > low)
+    if high:
+        query = query.where(key < high)
     if list_id is not None or status:
         query = query.where(_member(subscribers.c.id, list_id, status))
-    cursor_key = _key_of(conn, cursor) if cursor is not None else None
-    return _keyset(conn, query, key, cursor_key, ascending=True, backwards=backwards, limit=limit)
+    return _keyset(conn, query, key, None, ascending=True, backwards=backwards, limit=limit)
 
 
 def _by_membership(conn: Connection, list_id: int, status: str | None, cursor: int | None, backwards: bool,

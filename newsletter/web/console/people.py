@@ -131,7 +131,7 @@ def _selected(form: Any) -> list[int]:
 def _add_each(db: Any, ids: list[int], list_name: str) -> dict[str, int]:
     """Each through add_subscriber, so its refusal holds for each (whoever left stays left)."""
     from subscribers import NotAllowed, add_subscriber, emails_of, get_list
-    with db.begin() as conn:
+    with db.begin(read_only=True) as conn:
         get_list(conn, list_name)  # an unknown list is one 404, not a refusal per person
     tally = {"added": 0, "updated": 0, "unchanged": 0, "refused": 0}
     for email in emails_of(db, ids).values():
