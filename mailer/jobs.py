@@ -90,10 +90,12 @@ def shown_as_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def schedule(conn: Connection, send_id: int, at: dt.datetime, expires_at: dt.datetime | None,
-             issue_path: str | None) -> None:
-    """Make a send (created unfrozen) wait for a worker at `at`."""
+             issue_path: str | None, *, queued: bool = False) -> None:
+    """Make a send (created unfrozen) wait for a worker at `at`; `queued`: for the next worker, now
+    (design §12: what the console starts), with no window to miss."""
     conn.execute(update(sends).where(sends.c.id == send_id).values(
-        state="scheduled", at=at, expires_at=expires_at, issue_path=issue_path, reason=None))
+        state="queued" if queued else "scheduled", at=at, expires_at=None if queued else expires_at,
+        issue_path=issue_path, reason=None))
 
 
 # The states each hand action takes a send from: `sends pause|resume|cancel` and the console's buttons.

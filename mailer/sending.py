@@ -574,8 +574,10 @@ def _begin(db: Database, send_id: int, plan: Plan, issue_path: str | None) -> No
 
 
 def schedule_issue(db: Database, plan: Plan, rendered: RenderedIssue, at: dt.datetime,
-                   expires_at: dt.datetime | None, issue_path: str, *, force: bool = False) -> int:
-    """`send --at`: a send that a worker starts at `at` (and not after `expires_at`), built from `issue_path` then."""
+                   expires_at: dt.datetime | None, issue_path: str, *, force: bool = False,
+                   queued: bool = False) -> int:
+    """`send --at`: a send that a worker starts at `at` (and not after `expires_at`), built from `issue_path` then.
+    `queued`: the console's "now", for the next worker."""
     content = content_hash(rendered)
     conflict = archive_conflict(db, rendered.slug, content)
     if conflict and not force:
@@ -586,7 +588,7 @@ def schedule_issue(db: Database, plan: Plan, rendered: RenderedIssue, at: dt.dat
         if state not in ("scheduled", "queued", "paused", "stopped"):
             raise jobs.SendStateError(f"send {send_id} ({plan.issue}/{plan.list_name}) is {state} already: "
                                       "it cannot be scheduled")
-        jobs.schedule(conn, send_id, at, expires_at, issue_path)
+        jobs.schedule(conn, send_id, at, expires_at, issue_path, queued=queued)
     return send_id
 
 

@@ -2,7 +2,8 @@
 
 Neither sends anything: they check and build the issue as `send` does (checked_render), freeze
 nothing, and leave a `scheduled` send that `newsletter worker` (or `serve --with-worker`) starts at
-its time. "Now" is a send scheduled for now, so an expiry window works for it as for a later one.
+its time. "Now" is a `queued` send (design §12), unless it has an expiry window: then it is one
+scheduled for now, so the window works for it as for a later one.
 Also the console's test send, through the same calls as `test-send`.
 """
 from __future__ import annotations
@@ -44,7 +45,8 @@ def schedule_rendered(settings: Settings, db: Any, plan: Any, rendered: Any, iss
     """Make the send of a built, checked issue wait for a worker (at `at`, or now)."""
     from mailer import schedule_issue
     when, until = window(settings, at, expires)
-    send_id = schedule_issue(db, plan, rendered, when, until, str(issue_path.resolve()), force=force)
+    send_id = schedule_issue(db, plan, rendered, when, until, str(issue_path.resolve()), force=force,
+                             queued=at is None and until is None)
     return Scheduled(send_id, when, until)
 
 

@@ -216,6 +216,16 @@ def test_a_wrong_list_name_sends_nothing(site: Site, folder: Path) -> None:
     assert list_sends(site.db) == [] and site.mail.sent == []
 
 
+def test_now_with_an_expiry_window_is_scheduled_for_now_so_the_window_holds(lite: Site, folder: Path) -> None:
+    members(lite)
+    me = sign_in(lite, "sender")
+    answer = me.post(f"/admin/issues/{ISSUE}/send", {"list": "news", "when": "now", "expires": "2h",
+                                                     "confirm": "news"})
+    assert answer.status == 303
+    [send] = list_sends(lite.db)
+    assert send["state"] == "scheduled"
+
+
 def test_the_right_name_queues_the_send_for_a_worker(site: Site, folder: Path) -> None:
     members(site)
     me = sign_in(site, "sender")
@@ -224,7 +234,7 @@ def test_the_right_name_queues_the_send_for_a_worker(site: Site, folder: Path) -
     assert answer.status == 303
     [send] = list_sends(site.db)
     assert answer.headers["location"] == f"/admin/sends/{send['id']}"
-    assert send["state"] == "scheduled" and dt.datetime.fromisoformat(send["at"]) >= before - dt.timedelta(seconds=1)
+    assert send["state"] == "queued" and dt.datetime.fromisoformat(send["at"]) >= before - dt.timedelta(seconds=1)
     assert site.mail.sent == [] and not (folder.parent / "outbox").exists()  # nothing mailed in the request
     assert any(action == "console.issues.send" and f"issue={ISSUE} list=news segment= " in detail
                and "recipients=3" in detail for action, detail in actions(site))
