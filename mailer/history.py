@@ -34,6 +34,18 @@ def _entry(row: Any) -> dict[str, Any]:
     return out
 
 
+def forget_person(db: Database, email: str) -> int:
+    """`subscribers forget` and the console's Forget: everything about a person, then the mailer's traces.
+
+    The person's ledger rows stay (a send's counts must not change) and lose their link to the
+    person by their foreign key (ON DELETE SET NULL): SQLite gives a deleted row's id to the next
+    person added, who must not inherit the forgotten person's sends. Returns the events erased.
+    """
+    from subscribers import forget
+    forget(db, email)
+    return forget_events(db, email)
+
+
 def forget_events(db: Database, email: str) -> int:
     """Erase the address wherever the mailer's tables hold it; the number of events erased.
 

@@ -200,10 +200,8 @@ def subscribers_unsubscribe(obj: Obj, email: str, list_name: str | None) -> None
 @edge
 def subscribers_forget(obj: Obj, email: str) -> None:
     """Erase everything about EMAIL; keep only a hash so it is never mailed again."""
-    from mailer.history import forget_events
-    from subscribers import forget
-    forget(obj.db, email)
-    forget_events(obj.db, email)
+    from mailer.history import forget_person
+    forget_person(obj.db, email)
     click.echo(f"{email.strip()}: forgotten (only a hash is kept, in the suppression list).")
 
 

@@ -1186,3 +1186,20 @@ def test_payload_builders_make_valid_ses_payloads():
     for build in builders:
         (event,) = parse_body(json.dumps(build()))
         assert event.email == "a@example.org"
+
+
+def test_a_forgotten_persons_sends_do_not_pass_to_whoever_gets_their_id_next(ledger, template):
+    """SQLite gives the id of the last row deleted to the next row added: the ledger must not point at it
+    (its foreign key to the person is ON DELETE SET NULL)."""
+    from mailer.history import forget_person
+    from mailer.person_events import deliveries_of
+    people = populate(ledger, 3)
+    send_id, _ = send_issue(ledger, template)
+    last = max(people, key=lambda who: subs.id_of(ledger, who))  # SQLite hands out their id again
+    before = report_of(ledger)
+    forget_person(ledger, last)
+    assert report_of(ledger) == before  # the send's counts stay
+    subs.add_subscriber(ledger, "newcomer@example.org", LIST)
+    newcomer = subs.id_of(ledger, "newcomer@example.org")
+    assert deliveries_of(ledger, newcomer) == []
+    assert None in ledger_rows(ledger, send_id)  # the forgotten person's row, linked to nobody

@@ -266,11 +266,9 @@ async def confirm_forget(request: Request, me: Me) -> Response:
 
 
 def _forget(db: Any, email: str) -> None:
-    """As `subscribers forget`: the subscribers' tables, then the mailer's (events, ledger errors)."""
-    from mailer.history import forget_events
-    from subscribers import forget
-    forget(db, email)
-    forget_events(db, email)
+    """As `subscribers forget`: the subscribers' tables, then the mailer's (events, ledger links and errors)."""
+    from mailer.history import forget_person
+    forget_person(db, email)
 
 
 @page("editor")
