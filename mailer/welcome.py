@@ -93,3 +93,11 @@ def _pending(conn: Connection, send_id: int) -> bool:
     return bool(conn.execute(select(func.count()).where(
         deliveries.c.send_id == send_id, deliveries.c.state == "pending")).scalar())
 
+
+
+def remove_list(db: Database, name: str) -> tuple[int, int]:
+    """`lists rm` and the console's Remove: the list's welcome ends with it, so a list created again under
+    that name (which gets the same row back) starts without one. Returns subscribers.remove_list's counts."""
+    from subscribers import remove_list as remove
+    clear_welcome(db, name)
+    return remove(db, name)

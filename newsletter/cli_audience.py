@@ -58,7 +58,7 @@ def lists_ls(obj: Obj, as_json: bool) -> None:
 @edge
 def lists_rm(obj: Obj, name: str, yes: bool) -> None:
     """Remove the list NAME and its memberships (subscribers, suppressions and unsubscribes stay)."""
-    from subscribers import remove_list
+    from mailer.welcome import remove_list
     if not yes and not click.confirm(f"Remove list {name!r} and all its memberships?", default=False):
         raise click.ClickException("nothing removed")
     removed, kept = remove_list(obj.db, name)

@@ -87,3 +87,17 @@ def test_lists_set_through_the_cli(db_url: str, tmp_path: Path) -> None:
                                  "do not go together")):
         refused = newsletter(args, env, tmp_path, check=False)
         assert refused.returncode == code and message in refused.stderr, (args, refused.stderr)
+
+
+def test_a_removed_list_takes_its_welcome_with_it(site: Site, tmp_path: Path) -> None:  # noqa: F811
+    from mailer.welcome import remove_list
+    from newsletter.config import Settings
+    from newsletter.sending import checked_render
+    rendered = checked_render(REFERENCE, Settings(base_url="https://news.example.org"), True)
+    subs.create_list(site.db, "news", "Example News")
+    mailer.set_welcome(site.db, "news", rendered, str(REFERENCE))
+    remove_list(site.db, "news")
+    subs.create_list(site.db, "news", "Example News, again")  # the same row comes back
+    assert mailer.welcome_of(site.db, "news") is None
+    site.http.sign_up("news", "first@example.org")
+    assert welcomes(site, tmp_path, rendered) == 0

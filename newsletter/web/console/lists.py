@@ -157,7 +157,7 @@ async def confirm_remove(request: Request, me: Me) -> Response:
 
 @page("editor")
 async def remove(request: Request, me: Me) -> Response:
-    from subscribers import remove_list
+    from mailer.welcome import remove_list
     name, db = request.path_params["name"], service_of(request).db
     typed = form_text(await request.form(), "confirm")
     if typed != name:
