@@ -76,14 +76,9 @@ def _schedule(obj: Obj, rendered: Any, plan: Any, issue: Path, at: str, expires:
 
 def _print_estimate(settings: Any, plan: Any, rate: float | None) -> None:
     """How long the send will take at the account's rate and quota (design §12)."""
-    from .jobs import estimate
-    from .wiring import pace, transport
-    try:
-        per_second, quota_left = pace(settings, rate, transport(settings))
-    except Exception as exc:  # noqa: BLE001  (no SES at hand for a dry run: say so and go on)
-        click.echo(f"  time: unknown (cannot ask SES for its rate: {exc})")
-        return
-    click.echo(f"  time: {estimate(plan.to_send, per_second, quota_left, None)}")
+    from .queueing import send_estimate
+    from .wiring import transport
+    click.echo(f"  time: {send_estimate(settings, transport(settings), plan.to_send, rate)}")
 
 
 def _print_plan(plan: Any) -> None:
@@ -148,20 +143,12 @@ def _run(obj: Obj, rendered: Any, plan: Any, issue: Path, rate: float | None, wo
 @edge
 def test_send(obj: Obj, issue: Path, addresses: tuple[str, ...], force: bool) -> None:
     """Send proofs of ISSUE.yaml to any address (outside the ledger)."""
-    from mailer import MessageTemplate, send_proofs
-    from subscribers import normalise
-
-    from .sending import checked_base_url, checked_render, require
-    from .wiring import envelope, tokens, transport
-    settings = obj.settings
-    if (unsafe := checked_base_url(settings, force)) is not None:
-        click.echo(f"Warning: {unsafe}.", err=True)
-    require(settings, "from_address", "secret")
-    targets = [normalise(a).email for a in addresses]
-    rendered = checked_render(issue, settings, force)
-    ids = send_proofs(MessageTemplate(rendered, envelope(settings, "proofs")), transport(settings),
-                      tokens(settings), settings.base_url, targets)
-    for address, message_id in zip(targets, ids, strict=True):
+    from .queueing import send_test as send_proofs
+    from .wiring import transport
+    proofs = send_proofs(obj.settings, transport(obj.settings), issue, list(addresses), force)
+    if proofs.warning is not None:
+        click.echo(f"Warning: {proofs.warning}.", err=True)
+    for address, message_id in proofs.sent:
         click.echo(f"Proof sent to {address} ({message_id}).")
 
 

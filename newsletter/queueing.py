@@ -101,29 +101,34 @@ def accepted_render(settings: Settings, issue_path: Path, accepted: str | None) 
     return checked_render(issue_path, settings, False)
 
 
-def send_estimate(settings: Settings, sender: Any, to_send: int) -> str:
+def send_estimate(settings: Settings, sender: Any, to_send: int, rate: float | None = None) -> str:
     """How long the send will take at the account's rate and quota (design §12), as `send` says it."""
     from .jobs import estimate
     from .wiring import pace
     try:
-        per_second, quota_left = pace(settings, None, sender)
+        per_second, quota_left = pace(settings, rate, sender)
     except Exception as exc:  # noqa: BLE001  (SES unreachable: the send can still be queued)
         return f"unknown (cannot ask SES for its rate: {exc})"
     return estimate(to_send, per_second, quota_left, None)
 
 
-def send_test(settings: Settings, sender: Any, issue_path: Path, addresses: list[str],
-              force: bool) -> list[tuple[str, str]]:
-    """`test-send`: proofs of the issue to any address, outside the ledger; (address, message id) each."""
+@dataclass(frozen=True)
+class Proofs:
+    sent: list[tuple[str, str]]  # (address, message id) each
+    warning: str | None  # the base URL is not one SES mail may carry (sent anyway: forced)
+
+
+def send_test(settings: Settings, sender: Any, issue_path: Path, addresses: list[str], force: bool) -> Proofs:
+    """`test-send`: proofs of the issue to any address, outside the ledger."""
     from mailer import MessageTemplate, send_proofs
     from subscribers import normalise
 
     from .sending import checked_base_url, checked_render, require
     from .wiring import envelope, tokens
-    checked_base_url(settings, force)
+    warning = checked_base_url(settings, force)
     require(settings, "from_address", "secret")
     targets = [normalise(a).email for a in addresses]
     rendered = checked_render(issue_path, settings, force)
     ids = send_proofs(MessageTemplate(rendered, envelope(settings, "proofs")), sender,
                       tokens(settings), settings.base_url, targets)
-    return list(zip(targets, ids, strict=True))
+    return Proofs(list(zip(targets, ids, strict=True)), warning)

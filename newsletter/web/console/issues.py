@@ -136,12 +136,13 @@ async def test_send(request: Request, me: Me) -> Response:
         return await _issue_page(request, me, path, 400, proof_error=[problem], proof_to=typed)
     s = service_of(request)
     try:
-        sent = await call(send_test, s.settings, s.transport(), path, addresses, force)
+        proofs = await call(send_test, s.settings, s.transport(), path, addresses, force)
     except (NewsletterError, SubscribersError, ComponentError) as exc:
         return await _issue_page(request, me, path, 400, proof_error=str(exc).splitlines(), proof_to=typed)
-    to = ", ".join(address for address, _ in sent)
+    to = ", ".join(address for address, _ in proofs.sent)
     await audit(request, me, "console.issues.test_send", f"issue={path.stem} to={to} force={force}")
-    return with_notice(see_other(f"/admin/issues/{path.stem}"), f"Proof of {path.stem} sent to {to}.")
+    warning = f" Warning: {proofs.warning}." if proofs.warning else ""
+    return with_notice(see_other(f"/admin/issues/{path.stem}"), f"Proof of {path.stem} sent to {to}.{warning}")
 
 
 # --- send: a confirmation, then a scheduled send for a worker -----------------------------------------
