@@ -135,8 +135,24 @@ def nav(page: Any, text: str) -> None:
     page.wait_for_load_state()
 
 
+# Every control a person fills or presses has a name a screen reader reads out, and a page one heading.
+UNNAMED = """() => {
+  const named = el => (el.labels && el.labels.length) || el.getAttribute('aria-label') || el.getAttribute('title')
+    || (el.tagName === 'BUTTON' && el.innerText.trim());
+  const controls = [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button')];
+  return controls.filter(el => !named(el)).map(el => el.outerHTML.slice(0, 120));
+}"""
+
+
+def accessible(page: Any, name: str) -> None:
+    assert page.locator("h1").count() == 1, f"{name}: {page.locator('h1').count()} <h1>"
+    assert page.evaluate(UNNAMED) == [], f"{name}: controls without a label"
+    assert page.evaluate("document.documentElement.lang") == "en"
+
+
 def both_widths(page: Any, name: str) -> None:
     """Screenshots at desktop width and, on the same page, at phone width."""
+    accessible(page, name)
     shoot(page, f"console-{name}-{DESKTOP}")
     page.set_viewport_size({"width": PHONE, "height": 860})
     width = page.evaluate("document.documentElement.scrollWidth")
@@ -272,6 +288,37 @@ def test_an_admin_creates_a_list_imports_people_sends_the_issue_and_reads_the_re
     for action in ("console.lists.create", "console.import.run", "console.issues.send"):
         assert action in audit
     assert not page.errors, page.errors  # no CSP violation, no script error on any page
+
+
+def test_every_other_page_at_both_widths(console: Console, pages: Any) -> None:
+    """The pages one level down: a list, a person, adding one, a suppression, a user, the confirmations."""
+    import mailer
+    import subscribers as subs
+    from subscribers.suppression import suppress
+    page = pages(DESKTOP)
+    sign_in(page, console, ADMIN)
+    db = subs.open_database(console.env["NEWSLETTER_DATABASE_URL"], extra_migrations=(mailer.MIGRATIONS,))
+    try:
+        subs.create_list(db, "club", "The <Club> & Friends")  # escaped on every page
+        subs.add_subscriber(db, "ann.example@example.org", "club", "Ann Example", {"city": "Preston"})
+        with db.begin() as conn:
+            suppress(conn, subs.normalise("bounced@example.org"), "bounce: Permanent/General", "ses")
+        person = subs.id_of(db, "ann.example@example.org")
+    finally:
+        db.dispose()
+    for name, path in (("list", "/admin/lists/club"), ("list-remove", "/admin/lists/club/remove"),
+                       ("person", f"/admin/subscribers/{person}"), ("person-new", "/admin/subscribers/new"),
+                       ("person-forget", f"/admin/subscribers/{person}/forget"),
+                       ("user", f"/admin/users/{VIEWER}"), ("user-remove", f"/admin/users/{VIEWER}/remove")):
+        goto(page, f"{console.url}{path}")
+        assert "<Club>" not in page.content()
+        both_widths(page, name)
+    nav(page, "Suppressions")
+    page.locator("main a[href^='/admin/suppressions/']").first.click()
+    page.wait_for_load_state()
+    assert "bounced@example.org" in page.locator("main").inner_text()
+    both_widths(page, "suppression")
+    assert not page.errors, page.errors
 
 
 def json_counts(c: Console) -> dict[str, Any]:
