@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -138,3 +139,42 @@ def test_sign_in_and_out_are_in_the_audit_log(lite: Site) -> None:
     me.post("/admin/logout")
     actions = [(e.actor, e.action) for e in subs.audit_entries(lite.db)]
     assert (f"user:{me.email}", "login") in actions and (f"user:{me.email}", "logout") in actions
+
+
+def _console_routes(site: Site) -> list[tuple[str, set[str]]]:
+    """Every console route: its path with sample parameters, and its methods."""
+    from starlette.routing import Mount
+    app = site.switch.app
+    samples = {"name": "news", "id": "1", "ref": "1", "email": "someone@example.org", "slug": "2021-01",
+               "token": "x", "file": "2021-01"}
+    out = []
+    for mount in app.routes:
+        if isinstance(mount, Mount) and mount.path == "/admin":
+            for route in mount.routes:
+                path = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: samples.get(m.group(1), "1"), route.path)
+                out.append((f"/admin{path}", set(route.methods or ())))
+    return out
+
+
+def test_every_console_route_is_closed_to_strangers(lite: Site) -> None:
+    routes = _console_routes(lite)
+    assert len(routes) > 40
+    for path, methods in routes:
+        if path in ("/admin/login",):
+            continue
+        if "GET" in methods:
+            answer = lite.http.get(path)
+            assert answer.status == 303 and answer.headers["location"].startswith("/admin/login"), path
+        if "POST" in methods:
+            answer = lite.http.request("POST", path, b"csrf=x", FORM)
+            assert answer.status == 403, path
+
+
+def test_a_viewer_may_post_nothing_but_sign_out(lite: Site) -> None:
+    subs.create_list(lite.db, "news")
+    me = sign_in(lite, "viewer")
+    for path, methods in _console_routes(lite):
+        if "POST" in methods and path not in ("/admin/login", "/admin/logout"):
+            answer = me.post(path, {"confirm": "news", "name": "x", "title": "x", "reason": "x"})
+            assert answer.status == 403, (path, answer.status)
+    assert [row["name"] for row in subs.list_lists(lite.db)] == ["news"]
