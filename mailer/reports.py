@@ -50,8 +50,6 @@ _RATED_BOUNCES = and_(_HARD, or_(events.c.bounce_subtype.is_(None), events.c.bou
 _people = table("subscribers", column("id"), column("email"))
 
 CSV_HEADER = ("email", "state", "reason", "message_id", "updated_at")
-# A cell a spreadsheet would run as a formula (OWASP "CSV injection") gets a leading '.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class SendReport(dict[str, Any]):
@@ -166,8 +164,10 @@ def write_recipients_csv(db: Database, issue: str, state: str, out: IO[str], *, 
 
 
 def safe_cell(value: str) -> str:
-    """The cell as text a spreadsheet shows, never runs: `=HYPERLINK(…)` comes out as `'=HYPERLINK(…)`."""
-    return f"'{value}" if value.startswith(_FORMULA_STARTS) else value
+    """The cell as text a spreadsheet shows, never runs: `=HYPERLINK(…)` comes out as `'=HYPERLINK(…)`
+    (the subscribers' export's rule: one rule for every CSV we write)."""
+    from subscribers import neutralise
+    return neutralise(value)
 
 
 def timeline(db: Database, issue: str, *, send_id: int | None = None) -> dict[str, dict[str, list[Any]]]:

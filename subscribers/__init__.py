@@ -51,6 +51,7 @@ _EXPORTS = {
     "ListStatus": ".browse", "PeoplePage": ".browse", "PersonRow": ".browse", "find_people": ".browse",
     "edit_subscriber": ".browse", "email_of": ".browse", "emails_of": ".browse", "list_names": ".browse",
     "id_of": ".browse", "parse_fields": ".browse", "search_key": ".browse", "unsubscribe_people": ".browse",
+    "neutralise": ".csv_files",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -127,6 +128,7 @@ if TYPE_CHECKING:
         unsubscribe_people,
     )
     from .csv_export import export_csv
+    from .csv_files import neutralise
     from .csv_import import ImportReport, import_csv
     from .db import Database, as_utc, insert_new_only, open_database, run_in_transaction, upgrade
     from .errors import (

@@ -149,8 +149,9 @@ def _delimiter(text: str) -> str:
 # a quote, which spreadsheets show as text; an import takes it off again, so an export imported
 # again gives back exactly what was exported. A value that itself starts with quotes before such
 # a character gets one quote more, so taking one off is always the exact inverse.
-_FORMULA = re.compile(r"'*[=+\-@]")
-_RISKY = ("=", "+", "-", "@", "'")
+# A tab or a carriage return first is a formula too, in some spreadsheets (OWASP's list).
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
+_RISKY = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
 def neutralise(value: str) -> str:
