@@ -178,3 +178,12 @@ def test_a_viewer_may_post_nothing_but_sign_out(lite: Site) -> None:
             answer = me.post(path, {"confirm": "news", "name": "x", "title": "x", "reason": "x"})
             assert answer.status == 403, (path, answer.status)
     assert [row["name"] for row in subs.list_lists(lite.db)] == ["news"]
+
+
+def test_a_form_that_takes_no_file_refuses_one_and_any_large_body(lite: Site) -> None:
+    me = sign_in(lite, "editor")
+    sent = me.upload("/admin/lists", {"name": "news", "title": "News"}, "file", "big.csv", b"email\n" * 10)
+    assert sent.status == 400 and subs.list_lists(lite.db) == []
+    big = me.post("/admin/lists", {"name": "news", "title": "x" * (1024 * 1024)})
+    assert big.status == 413 and subs.list_lists(lite.db) == []
+    assert me.post("/admin/lists", {"name": "news", "title": "News"}).status == 303  # the form itself works

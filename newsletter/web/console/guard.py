@@ -24,7 +24,9 @@ from .view import ADMIN_HEADERS, problem
 
 COOKIE = "newsletter_session"
 MAX_UPLOAD = 64 * 1024 * 1024  # a CSV of about a million addresses
+MAX_FORM_BODY = 1024 * 1024  # any other form: a bulk selection of a page of people is a few KB
 Handler = Callable[[Request, "Me"], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
@@ -62,14 +64,15 @@ async def signed_in(request: Request) -> Me | None:
     return Me(session.user.email, session.user.role, session.csrf, token)
 
 
-async def csrf_ok(request: Request, me: Me) -> bool:
-    """The token of a form field `csrf` or of the `X-CSRF-Token` header (htmx) is the session's."""
+async def csrf_ok(request: Request, me: Me, files: int = 0) -> bool:
+    """The token of a form field `csrf` or of the `X-CSRF-Token` header (htmx) is the session's.
+    `files`: how many file parts the form may hold (Starlette spools them to disk while parsing)."""
     sent = request.headers.get("x-csrf-token", "")
     if not sent:
         content_type = request.headers.get("content-type", "")
         if not content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
             return False
-        form = await request.form(max_files=1, max_fields=2000)
+        form = await request.form(max_files=files, max_fields=2000)
         value = form.get("csrf")
         sent = value if isinstance(value, str) else ""
     return bool(sent) and hmac.compare_digest(sent.encode(), me.csrf.encode())
@@ -87,9 +90,11 @@ def same_origin(request: Request) -> bool:
     return origin in (f"http://{host}", f"https://{host}", service_of(request).settings.base_url.rstrip("/"))
 
 
-def page(role: str = "viewer") -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-    """The route needs a signed-in user of at least `role`, and a POST the session's CSRF token."""
-    def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+def page(role: str = "viewer", *, upload: bool = False) -> Callable[[Handler], Endpoint]:
+    """The route needs a signed-in user of at least `role`, and a POST the session's CSRF token.
+    `upload`: its form carries one file (up to MAX_UPLOAD); any other form holds no file and at most
+    MAX_FORM_BODY, so no signed-in user can fill the disk through a form that takes none."""
+    def wrap(handler: Handler) -> Endpoint:
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
             me = await signed_in(request)
@@ -97,10 +102,10 @@ def page(role: str = "viewer") -> Callable[[Handler], Callable[[Request], Awaita
                 if request.method in ("GET", "HEAD"):
                     return to_login(request)
                 return problem(request, None, "Signed out", "Your session has ended. Sign in again.", status=403)
-            if request.method == "POST" and not (same_origin(request) and await csrf_ok(request, me)):
-                return problem(request, me, "This form has expired",
-                               "The page was out of date or did not come from this console. "
-                               "Go back, reload the page and try again.", status=403)
+            if request.method == "POST":
+                refused = await _refused_post(request, me, upload)
+                if refused is not None:
+                    return refused
             if not me.may(role):
                 return problem(request, me, "Not allowed",
                                f"Your role ({me.role}) may not do this; it needs {role} or above.", status=403)
@@ -114,6 +119,23 @@ def page(role: str = "viewer") -> Callable[[Handler], Callable[[Request], Awaita
                                status=status)
         return endpoint
     return wrap
+
+
+async def _refused_post(request: Request, me: Me, upload: bool) -> Response | None:
+    """A POST too large, unreadable, from another site or without the session's CSRF token; None if fine."""
+    from starlette.exceptions import HTTPException
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > (MAX_UPLOAD if upload else MAX_FORM_BODY):
+        return problem(request, me, "Too large", "This form holds more than the console takes.", status=413)
+    try:
+        fine = same_origin(request) and await csrf_ok(request, me, files=1 if upload else 0)
+    except HTTPException:  # Starlette's form parser: too many fields or files, a broken multipart body
+        return problem(request, me, "This form could not be read", "Go back, reload the page and try again.",
+                       status=400)
+    if fine:
+        return None
+    return problem(request, me, "This form has expired", "The page was out of date or did not come from this "
+                   "console. Go back, reload the page and try again.", status=403)
 
 
 _titles = {400: "That did not work", 404: "Not found", 409: "Not possible", 503: "Please try again shortly"}

@@ -57,7 +57,7 @@ async def import_page(request: Request, me: Me) -> Response:
     return await _form(request, me)
 
 
-@page("editor")
+@page("editor", upload=True)
 async def upload(request: Request, me: Me) -> Response:
     """Stage the file, start a dry run or an import of it, and answer once its checks have passed."""
     form = await request.form()
