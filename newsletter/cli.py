@@ -140,7 +140,7 @@ def new(slug: str) -> None:
 @click.pass_obj
 @edge
 def serve(obj: Obj, host: str, port: int, with_worker: bool) -> None:
-    """Serve unsubscribe, sign-up, the archive and the SNS webhook (design §7)."""
+    """Serve unsubscribe, sign-up, the archive, the SNS webhook (design §7) and the console (/admin/)."""
     import logging
 
     import uvicorn
@@ -151,6 +151,9 @@ def serve(obj: Obj, host: str, port: int, with_worker: bool) -> None:
     settings = obj.settings
     click.echo(f"Serving on http://{host}:{port} (database {masked_url(settings.database_url)}; links in emails "
                f"use {settings.base_url}; Ctrl-C to stop)")
+    click.echo(f"The console: http://{host}:{port}/admin/ (make its first admin with `newsletter users add EMAIL "
+               "--role admin`)" + ("" if with_worker else "; sends started there wait for `newsletter worker`"
+                                   " (or serve with --with-worker)"))
     # The app's own warnings (a client gone mid-upload, a sign-up that failed), one line each.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s:  %(name)s: %(message)s")
     # proxy_headers off: uvicorn would trust X-Forwarded-For from any loopback client; the app reads it
