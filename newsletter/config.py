@@ -268,7 +268,7 @@ def _placeholder(secret: str) -> bool:
 
 def masked_url(url: str) -> str:
     """A database URL as it may be shown: its password replaced by ***."""
-    from subscribers.privacy import masked_url as mask
+    from subscribers.urls import masked_url as mask
     return mask(url)
 
 

@@ -203,7 +203,7 @@ def create(url: str) -> Engine:
         options: dict[str, Any] = {"pool_size": 10, "max_overflow": 20} if url.startswith("postgresql") else {}
         engine = create_engine(url, future=True, **options)
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
-        from .privacy import masked_url  # never the password, nor a parser's message quoting part of it
+        from .urls import masked_url  # never the password, nor a parser's message quoting part of it
         reason = "it cannot be parsed" if isinstance(exc, ValueError) else str(exc)
         raise DatabaseError(f"bad database URL {masked_url(url)!r}: {reason}") from None
     if engine.dialect.name == "sqlite":
