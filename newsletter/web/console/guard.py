@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import hmac
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -20,31 +19,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ..http import call, service_of, status_of
+from .me import Me
 from .view import ADMIN_HEADERS, problem
 
 COOKIE = "newsletter_session"
 MAX_UPLOAD = 64 * 1024 * 1024  # a CSV of about a million addresses
 MAX_FORM_BODY = 1024 * 1024  # any other form: a bulk selection of a page of people is a few KB
-Handler = Callable[[Request, "Me"], Awaitable[Response]]
+Handler = Callable[[Request, Me], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-@dataclass(frozen=True)
-class Me:
-    """The signed-in user of this request."""
-
-    email: str
-    role: str
-    csrf: str
-    token: str  # the session cookie's value: sign-out ends this session only
-
-    @property
-    def actor(self) -> str:
-        return f"user:{self.email}"
-
-    def may(self, role: str) -> bool:
-        from subscribers import may
-        return bool(may(self.role, role))
 
 
 async def audit(request: Request, me: Me, action: str, detail: str = "") -> None:

@@ -4,15 +4,14 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, unquote
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-if TYPE_CHECKING:
-    from .guard import Me
+from .me import Me
 
 # Stricter than the public site's: scripts and styles from this origin only (htmx is vendored, no
 # inline script or style attribute anywhere), no framing of the console, and no Referer: console
