@@ -117,9 +117,8 @@ def test_a_cursor_whose_person_was_forgotten_starts_again(db) -> None:
     assert again.people[0].email == "Person000@example.org" and again.before is None
 
 
-def test_the_address_search_is_a_range_of_an_index(db) -> None:
-    """EXPLAIN of the statement the search runs: an index range, never a scan of every subscriber."""
-    _people(db, 5)
+def _search_plan(db, conn, **query) -> str:  # noqa: ANN001
+    """EXPLAIN (QUERY PLAN) of the one statement a search runs."""
     seen: list[tuple[str, object]] = []
 
     def keep(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
@@ -128,18 +127,33 @@ def test_the_address_search_is_a_range_of_an_index(db) -> None:
 
     event.listen(db.engine, "before_cursor_execute", keep)
     try:
-        subs.find_people(db, search="person00", list_name="news")
+        subs.find_people(db, **query)
     finally:
         event.remove(db.engine, "before_cursor_execute", keep)
     assert len(seen) == 1
     statement, parameters = seen[0]
+    if db.is_sqlite:
+        return " ".join(str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters))
+    return " ".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {statement}", parameters))
+
+
+def test_the_address_search_is_a_range_of_an_index(db, monkeypatch) -> None:  # noqa: ANN001
+    """EXPLAIN of the statement the search runs: an index range, never a scan of every subscriber."""
+    from subscribers import browse
+    _people(db, 5)
     with db.engine.connect() as conn:
         if db.is_sqlite:
-            plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters))
+            monkeypatch.setattr(browse, "SMALL", 3)  # the list counts as big: the address index leads
+            plan = _search_plan(db, conn, search="person00", list_name="news")
+            assert "SEARCH subscribers USING" in plan and "email_key>? AND email_key<?" in plan, plan
+            monkeypatch.setattr(browse, "SMALL", 20_000)  # a small list is read from its own index
+            plan = _search_plan(db, conn, search="person00", list_name="news")
+            assert plan.startswith("SEARCH memberships USING COVERING INDEX") and "(list_id=?)" in plan, plan
+            plan = _search_plan(db, conn, search="person00")  # everyone: the address index
             assert "SEARCH subscribers USING" in plan and "email_key>? AND email_key<?" in plan, plan
         else:
             conn.exec_driver_sql("SET enable_seqscan = off")  # tiny tables: ask whether the index CAN serve it
-            plan = " ".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {statement}", parameters))
+            plan = _search_plan(db, conn, search="person00", list_name="news")
             assert "ix_subscribers_key_bytes" in plan, plan
             conn.execute(text("RESET enable_seqscan"))
 
@@ -180,3 +194,33 @@ def test_unsubscribe_people_from_one_list(db) -> None:
     assert subs.show(db, "person003@example.org")["lists"][0]["status"] == "subscribed"
     with pytest.raises(subs.SubscribersError, match="at most"):
         subs.unsubscribe_people(db, range(1, 1000), "news")
+
+
+def test_a_search_in_a_small_list_finds_what_the_address_index_finds(db, monkeypatch) -> None:  # noqa: ANN001
+    """Both ways of reading a search within a list (the list's index first, or the address index first)
+    give the same pages, forwards and back, with a status too."""
+    from subscribers import browse
+    _people(db, 130)
+    subs.create_list(db, "other")
+    for i in range(0, 130, 3):
+        subs.add_subscriber(db, f"Person{i:03d}@Example.org", "other")
+    subs.unsubscribe(db, "Person003@Example.org", "other")
+
+    def pages() -> list[Any]:
+        out = []
+        for query in ({"search": "person", "list_name": "other"}, {"search": "person0", "list_name": "news"},
+                      {"search": "PERSON1", "list_name": "other", "status": "subscribed"}):
+            walked = _walk(db, **query, limit=7)
+            last = subs.find_people(db, **query, limit=7)
+            while last.after is not None:
+                last = subs.find_people(db, **query, limit=7, after=last.after)
+            back = subs.find_people(db, **query, limit=7, before=last.before) if last.before else None
+            out.append((walked, [p.email for p in back.people] if back else None))
+        return out
+
+    monkeypatch.setattr(browse, "SMALL", 1)  # every list is big: the address index first
+    by_address = pages()
+    monkeypatch.setattr(browse, "SMALL", 20_000)
+    assert pages() == by_address
+    everyone_in_other = [email for page in by_address[0][0] for email in page]
+    assert len(everyone_in_other) == 44 and everyone_in_other == sorted(everyone_in_other)
