@@ -1,6 +1,7 @@
 """Shared fixtures: the repository, built issues, a real headless chromium."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -81,6 +82,13 @@ def db_url(request, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'test.db'}"
         return
+    with pg_schema_url() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def pg_schema_url() -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL schema of its own, dropped afterwards."""
     import uuid
 
     from sqlalchemy import text

@@ -206,7 +206,7 @@ def test_a_search_in_a_small_list_finds_what_the_address_index_finds(db, monkeyp
         subs.add_subscriber(db, f"Person{i:03d}@Example.org", "other")
     subs.unsubscribe(db, "Person003@Example.org", "other")
 
-    def pages() -> list[Any]:
+    def pages() -> list[object]:
         out = []
         for query in ({"search": "person", "list_name": "other"}, {"search": "person0", "list_name": "news"},
                       {"search": "PERSON1", "list_name": "other", "status": "subscribed"}):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import PG_URL, _pg_admin
+from .conftest import pg_schema_url
 from .ses_peer import NEWSLETTER, ROOT, cli_env, free_port, newsletter
 from .test_web_browser import _wait_healthy, goto, heading, shoot
 
@@ -55,20 +54,12 @@ class Console:
 
 
 def _database(kind: str) -> Iterator[str]:
+    """"" for SQLite (a file in the test's folder), or a PostgreSQL schema's URL."""
     if kind == "sqlite":
         yield ""
         return
-    from sqlalchemy import text
-    admin = _pg_admin()
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with pg_schema_url() as url:
+        yield url
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
