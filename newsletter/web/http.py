@@ -20,6 +20,10 @@ class BadRequest(Exception):
     """A request the handler cannot use (400)."""
 
 
+class NotFound(LookupError):
+    """What the path names is not there (404): for things outside the database, such as an issue file."""
+
+
 def status_of(exc: Exception) -> int | None:
     """The HTTP status of a domain error; None for one that is not the client's (a bug: 500)."""
     from components.errors import ComponentError
@@ -36,7 +40,8 @@ def status_of(exc: Exception) -> int | None:
     )
 
     from ..errors import NewsletterError
-    for kinds, status in (((ListNotFound, SubscriberNotFound, SendNotFound), 404), ((NotAllowed, ListExists), 409),
+    for kinds, status in (((ListNotFound, SubscriberNotFound, SendNotFound, NotFound), 404),
+                          ((NotAllowed, ListExists), 409),
                           ((InvalidAddress, BadRequest), 400), ((DatabaseError,), 503),
                           ((SubscribersError, MailerError, ComponentError, NewsletterError), 400)):
         if isinstance(exc, kinds):

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from ..http import call, service_of, status_of
+from ..http import NotFound, call, service_of, status_of
 from .guard import Me, audit, form_text, page, see_other
 from .issue_files import checked, find_issue, folder, issue_files, preview
 from .view import render, with_notice
@@ -35,20 +35,12 @@ MAX_PROOFS = 20  # addresses per test send
 _ADDRESSES = re.compile(r"[\s,;]+")
 
 
-class NoIssue(LookupError):
-    pass
-
-
 def _path_of(request: Request) -> Path:
+    """The issue file the path names; NotFound (the guard's 404 page) when issues/ holds none of that name."""
     path = find_issue(request.path_params["slug"])
     if path is None:
-        raise NoIssue
+        raise NotFound("There is no such issue file in issues/.")
     return path
-
-
-def _not_found(request: Request, me: Me) -> Response:
-    return render(request, me, "problem.html", 404, title="Not found",
-                  message="There is no such issue file in issues/.")
 
 
 # --- the list and one issue ------------------------------------------------------------------------------
@@ -86,10 +78,7 @@ async def _issue_page(request: Request, me: Me, path: Path, status: int = 200, *
 
 @page("viewer")
 async def issue(request: Request, me: Me) -> Response:
-    try:
-        path = _path_of(request)
-    except NoIssue:
-        return _not_found(request, me)
+    path = _path_of(request)
     return await _issue_page(request, me, path)
 
 
@@ -97,10 +86,7 @@ async def issue(request: Request, me: Me) -> Response:
 async def email_html(request: Request, me: Me) -> Response:
     """The email as a reader sees it, for the page's preview frames (and nothing else may frame it)."""
     from components import ComponentError
-    try:
-        path = _path_of(request)
-    except NoIssue:
-        return _not_found(request, me)
+    path = _path_of(request)
     try:
         html = await call(preview, path, service_of(request).settings)
     except ComponentError as exc:
@@ -123,10 +109,7 @@ async def test_send(request: Request, me: Me) -> Response:
 
     from ...errors import NewsletterError
     from ...queueing import send_test
-    try:
-        path = _path_of(request)
-    except NoIssue:
-        return _not_found(request, me)
+    path = _path_of(request)
     form = await request.form()
     typed, force = form_text(form, "to"), form_text(form, "force") == "yes"
     addresses = [a for a in _ADDRESSES.split(typed) if a]
@@ -197,10 +180,7 @@ async def _confirm_page(request: Request, me: Me, path: Path, choice: dict[str, 
 @page("sender")
 async def confirm_send(request: Request, me: Me) -> Response:
     """Step 1: who would get it, when, how long it takes; the list's name is typed to go on."""
-    try:
-        path = _path_of(request)
-    except NoIssue:
-        return _not_found(request, me)
+    path = _path_of(request)
     return await _confirm_page(request, me, path, _choice(request))
 
 
@@ -211,10 +191,7 @@ async def send(request: Request, me: Me) -> Response:
 
     from ...errors import NewsletterError
     from ...queueing import queue_send
-    try:
-        path = _path_of(request)
-    except NoIssue:
-        return _not_found(request, me)
+    path = _path_of(request)
     form = await request.form()
     choice = _choice(request, form)
     if choice["when"] == "later" and not choice["at"]:  # not "now": step 1 says what is missing
