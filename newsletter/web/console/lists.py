@@ -16,20 +16,18 @@ from starlette.routing import Route
 
 from ..http import call, service_of, status_of
 from .guard import Me, audit, form_text, page, see_other
+from .issue_files import FOLDER, issue_files
 from .view import render, with_notice
-
-ISSUES = Path("issues")  # issue files, relative to where `serve` runs (as the CLI reads them)
 
 
 def _url(name: str) -> str:
     return f"/admin/lists/{quote(name, safe='')}"
 
 
-def issue_files() -> list[str]:
-    """The issue files a welcome can be chosen from: issues/*.yaml, as paths relative to here."""
-    if not ISSUES.is_dir():
-        return []
-    return [p.as_posix() for p in sorted(ISSUES.glob("*.yaml")) if p.is_file()]
+def welcome_choices() -> list[str]:
+    """The issue files a welcome can be chosen from (the Issues page's), as paths relative to where `serve`
+    runs, as `lists set --welcome` takes them."""
+    return [path.as_posix() for path in issue_files(Path(FOLDER)).values()]
 
 
 # --- every list, and creating one -------------------------------------------------------------------------
@@ -81,7 +79,7 @@ def _facts(db: Any, name: str) -> dict[str, Any]:
 
 async def _show(request: Request, me: Me, name: str, status: int = 200, **errors: str) -> Response:
     facts = await call(_facts, service_of(request).db, name)
-    return render(request, me, "list.html", status, title=f"List {name}", issues=issue_files(), **facts, **errors)
+    return render(request, me, "list.html", status, title=f"List {name}", issues=welcome_choices(), **facts, **errors)
 
 
 @page("viewer")
@@ -116,9 +114,9 @@ async def welcome(request: Request, me: Me) -> Response:
     """Set the list's welcome issue (`lists set NAME --welcome FILE`), or turn it off (`--no-welcome`)."""
     name, s = request.path_params["name"], service_of(request)
     chosen = form_text(await request.form(), "issue")
-    if chosen and chosen not in issue_files():
+    if chosen and chosen not in welcome_choices():
         return await _show(request, me, name, 400,
-                           welcome_error=f"Choose one of the issue files in {ISSUES}/ from the list.")
+                           welcome_error=f"Choose one of the issue files in {FOLDER}/ from the list.")
     try:
         done = await call(_set_welcome, s.db, s.settings, name, chosen)
     except Exception as exc:  # noqa: BLE001 - a domain error is shown beside the form; others re-raised
