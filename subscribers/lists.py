@@ -4,7 +4,6 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +11,7 @@ from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .addresses import address_hash
-from .db import Database, utcnow
+from .db import Database, in_values, utcnow
 from .errors import ListExists, ListNotFound, SubscribersError
 from .schema import lists, memberships, subscribers, suppressions
 from .suppression import any_suppressed
@@ -93,9 +92,6 @@ def list_lists(db: Database) -> list[dict[str, Any]]:
         return out
 
 
-CHUNK = 900  # addresses a query: under SQLite's old limit of 999 bound values
-
-
 def _suppressed_members(conn: Connection) -> Counter[tuple[int, str]]:
     """(list id, status) -> members whose address is suppressed.
 
@@ -110,26 +106,13 @@ def _suppressed_members(conn: Connection) -> Counter[tuple[int, str]]:
     counts: Counter[tuple[int, str]] = Counter()
     keys = sorted({_key_of(email) for email in conn.execute(
         select(suppressions.c.email).where(suppressions.c.email.is_not(None))).scalars()} - {""})
-    for chunk in _chunks(conn, keys):
+    if keys:
         counts.update({(list_id, status): n for list_id, status, n in conn.execute(
-            _live_members(chunk).with_only_columns(memberships.c.list_id, memberships.c.status, func.count())
+            _live_members(in_values(conn, subscribers.c.email_key, keys))
+            .with_only_columns(memberships.c.list_id, memberships.c.status, func.count())
             .group_by(memberships.c.list_id, memberships.c.status))})
     counts.update(_hash_only_members(conn))
     return counts
-
-
-def _chunks(conn: Connection, keys: list[str]) -> Iterator[Any]:
-    """`email_key` among the keys, as few conditions as the database takes: one array parameter on
-    PostgreSQL (900 bound values cost more to send than to look up), chunks under SQLite's limit."""
-    if not keys:
-        return
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy import String, any_, bindparam
-        from sqlalchemy.dialects.postgresql import ARRAY
-        yield subscribers.c.email_key == any_(bindparam("keys", keys, type_=ARRAY(String)))
-        return
-    for start in range(0, len(keys), CHUNK):
-        yield subscribers.c.email_key.in_(keys[start:start + CHUNK])
 
 
 def _key_of(email: str) -> str:
